@@ -1,0 +1,5 @@
+import sys
+
+from recsys_pref.cli import main
+
+sys.exit(main())

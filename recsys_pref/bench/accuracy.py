@@ -1,0 +1,120 @@
+"""`recsys-pref bench accuracy`: every model tuned with the same budget, over several seeds.
+
+Per seed: a fresh split (strong generalization, or the dataset's fixed split), each model
+tuned on the validation users, refitted on the training matrix with its best configuration,
+timed, and evaluated on the test users. A row per model holds each metric's mean over
+seeds (key "ndcg@10") and its standard deviation ("ndcg@10_std").
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from recsys_pref.bench.results import BenchResult
+from recsys_pref.data.dataset import InteractionDataset
+from recsys_pref.data.splits import Split, SplitConfig, make_split
+from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
+from recsys_pref.evaluation.evaluate import evaluate
+from recsys_pref.evaluation.tuning import build_model, tune
+from recsys_pref.models import MODELS
+
+BASELINE_NAMES = ("popularity", "itemknn", "als", "bpr", "ease")
+REPORTED = ("ndcg@10", "ndcg@20", "ndcg@100", "recall@20", "recall@50", "coverage@10", "fit_s", "recommend_users_per_s")
+
+
+@dataclass(frozen=True)
+class AccuracyBenchConfig:
+    """models: registry names; seeds: one split (and model seed) each; budget: configurations
+    tried per model and seed; tuning_metric: validation metric that picks the configuration
+    (default ndcg@100, or ndcg@20 on a fixed split as in the papers that publish it);
+    protocol: None picks "fixed" when the dataset ships a split, else "strong"."""
+
+    models: tuple[str, ...] = BASELINE_NAMES
+    seeds: tuple[int, ...] = (0, 1, 2)
+    budget: int = 8
+    tuning_metric: str | None = None
+    protocol: str | None = None
+
+    @classmethod
+    def quick(cls, models: tuple[str, ...] = BASELINE_NAMES) -> "AccuracyBenchConfig":
+        """The reduced run used by tests: one seed, two configurations per model."""
+        return cls(models=models, seeds=(0,), budget=2)
+
+
+def _protocol(dataset: InteractionDataset, config: AccuracyBenchConfig) -> str:
+    return config.protocol or ("fixed" if dataset.fixed_test is not None else "strong")
+
+
+def _item_categories(dataset: InteractionDataset) -> np.ndarray | None:
+    genres = dataset.items["genres"].to_list()
+    if not any(genres):
+        return None
+    categories, _ = item_category_matrix(genres)
+    return categories
+
+
+def run_seed(
+    dataset: InteractionDataset, split: Split, name: str, config: AccuracyBenchConfig, metric: str
+) -> dict[str, Any]:
+    """Tune, refit and evaluate one model on one split; returns its metrics and chosen params."""
+    grid = MODELS[name].grid
+    tuning = tune(name, split, grid, metric=metric, budget=config.budget, seed=split.seed)
+    model = build_model(name, tuning.best_params, split.seed)
+    started = time.perf_counter()
+    model.fit(split.train)
+    fit_s = time.perf_counter() - started
+    popularity = np.asarray(split.train.sum(axis=0)).ravel()
+    result = evaluate(
+        model,
+        split.test,
+        catalog=split.catalog,
+        recall_denominator=split.recall_denominator,
+        item_popularity=popularity,
+        item_categories=_item_categories(dataset),
+    )
+    return result.metrics | {"fit_s": fit_s, "params": model.hyperparameters(), "tuning_trials": len(tuning.trials)}
+
+
+def aggregate(name: str, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation over seeds of every numeric metric."""
+    row: dict[str, Any] = {"model": name}
+    numeric = [key for key, value in per_seed[0].items() if isinstance(value, (int, float))]
+    for key in numeric:
+        values = np.array([result[key] for result in per_seed], dtype=float)
+        row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        row[f"{key}_std"] = float(np.nanstd(values)) if np.isfinite(values).any() else float("nan")
+    row["params"] = per_seed[0]["params"]
+    row["params_by_seed"] = [result["params"] for result in per_seed]
+    row["seeds"] = len(per_seed)
+    return row
+
+
+def run_accuracy(dataset: InteractionDataset, config: AccuracyBenchConfig, progress: bool = True) -> BenchResult:
+    """The accuracy suite on `dataset`: one row per model (see module docstring)."""
+    unknown = [name for name in config.models if name not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; available: {', '.join(MODELS)}")
+    protocol = _protocol(dataset, config)
+    metric = config.tuning_metric or ("ndcg@20" if protocol == "fixed" else "ndcg@100")
+    per_model: dict[str, list[dict[str, Any]]] = {name: [] for name in config.models}
+    steps = [(seed, name) for seed in config.seeds for name in config.models]
+    split = None
+    with tqdm(total=len(steps), desc=f"accuracy on {dataset.name}", disable=not progress) as bar:
+        for seed, name in steps:
+            if split is None or split.seed != seed:
+                split = make_split(dataset, SplitConfig(protocol=protocol, seed=seed))
+            bar.set_postfix_str(f"seed {seed}: {name}")
+            per_model[name].append(run_seed(dataset, split, name, config, metric))
+            bar.update()
+    rows = [aggregate(name, results) for name, results in per_model.items()]
+    return BenchResult(
+        suite="accuracy",
+        dataset=dataset.name,
+        protocol=protocol,
+        config=asdict(config) | {"tuning_metric": metric, "dataset_summary": dataset.summary()},
+        rows=rows,
+    )

@@ -1,0 +1,110 @@
+"""The result-file contract of `recsys-pref bench`: DIR/SUITE.json and DIR/SUITE.md.
+
+The JSON holds suite, dataset, protocol, config and rows (one object per model or setting,
+metric names as keys exactly as "ndcg@10", "recall@20", "fit_s"). The Markdown file is the
+same rows as a table, headed by the command that produced it, ready for BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SUITES = ("accuracy", "onboarding", "retrieval", "explanations", "safeguards", "scale")
+
+
+@dataclass
+class BenchResult:
+    suite: str
+    dataset: str
+    protocol: str
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    command: str = field(default_factory=lambda: "recsys-pref " + shlex.join(sys.argv[1:]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "config": self.config,
+            "command": self.command,
+            "rows": [_without_nan(row) for row in self.rows],
+        }
+
+
+def _without_nan(row: dict[str, Any]) -> dict[str, Any]:
+    """NaN is not valid JSON: undefined metrics are written as null."""
+    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        if value != 0 and (abs(value) >= 1000 or abs(value) < 0.001):
+            return f"{value:.3g}"
+        return f"{value:.4f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_format(item)}" for key, item in value.items())
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """Rows as a Markdown table; columns default to every key, in first-seen order.
+    A metric with a matching "<name>_std" key is shown as "mean ± std"."""
+    if not rows:
+        return "_no rows_\n"
+    if columns is None:
+        columns = []
+        for row in rows:
+            columns += [key for key in row if key not in columns and not key.endswith("_std")]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for column in columns:
+            cell = _format(row.get(column, ""))
+            if f"{column}_std" in row:
+                cell += f" ± {_format(row[f'{column}_std'])}"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_result(result: BenchResult, out_dir: Path, columns: list[str] | None = None) -> tuple[Path, Path]:
+    """Write DIR/SUITE.json and DIR/SUITE.md atomically; returns both paths."""
+    if result.suite not in SUITES:
+        raise ValueError(f"unknown suite {result.suite!r}; expected one of {', '.join(SUITES)}")
+    out_dir = Path(out_dir)
+    json_path, md_path = out_dir / f"{result.suite}.json", out_dir / f"{result.suite}.md"
+    atomic_write_text(json_path, json.dumps(result.to_json(), indent=2, default=_json_default) + "\n")
+    heading = f"### {result.suite} — {result.dataset} ({result.protocol})\n\n`{result.command}`\n\n"
+    atomic_write_text(md_path, heading + markdown_table(result.rows, columns))
+    return json_path, md_path
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -1,0 +1,131 @@
+"""Implicit-feedback ALS (Hu, Koren & Volinsky 2008), wrapping implicit.cpu.als.
+
+implicit's confidence model: a positive with weight r has confidence alpha * r, every missing
+entry has confidence 1 and preference 0 (so with binary data alpha = 1 weighs positives and
+negatives equally; alpha > 1 trusts positives more). implicit >= 0.7 multiplies by alpha itself
+in `fit` and in `recalculate_user`, so this wrapper always hands it the raw matrix: scaling here
+as well would apply alpha twice.
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+
+from recsys_pref.models.base import Recommender
+
+
+@contextlib.contextmanager
+def implicit_threads() -> Iterator[None]:
+    """Run implicit's native code with a single-threaded BLAS (its own threads do the work;
+    a threaded OpenBLAS under them is much slower, which implicit warns about)."""
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(OpenBLAS|MKL|BLAS).*thread", category=RuntimeWarning)
+        yield
+
+
+@dataclass(frozen=True)
+class ALSConfig:
+    """factors: latent dimension.
+    regularization: L2 penalty lambda on user and item factors (absolute, not scaled by the
+        number of interactions; implicit's convention).
+    alpha: confidence of a positive per unit of weight (negatives have confidence 1); implicit's
+        default is 1.0, binary MovieLens-like data usually prefers 1-20.
+    iterations: ALS sweeps (each solves all users, then all items; conjugate gradient, 3 steps).
+    seed: seeds the random factor initialisation.
+    num_threads: implicit's threads (0 = all cores); not a modelling choice.
+    """
+
+    factors: int = 64
+    regularization: float = 0.1
+    alpha: float = 5.0
+    iterations: int = 15
+    seed: int = 0
+    num_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.factors < 1:
+            raise ValueError(f"factors must be >= 1, got {self.factors}")
+        if self.regularization < 0:
+            raise ValueError(f"regularization must be >= 0, got {self.regularization}")
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0, got {self.num_threads}")
+
+
+#: Tuning grid (at most 8 configurations, the budget every model gets).
+GRID: list[dict[str, Any]] = [
+    {"factors": 32, "regularization": 0.1, "alpha": 1.0},
+    {"factors": 32, "regularization": 0.1, "alpha": 5.0},
+    {"factors": 64, "regularization": 0.1, "alpha": 1.0},
+    {"factors": 64, "regularization": 0.1, "alpha": 5.0},
+    {"factors": 64, "regularization": 1.0, "alpha": 15.0},
+    {"factors": 128, "regularization": 0.1, "alpha": 5.0},
+    {"factors": 128, "regularization": 1.0, "alpha": 5.0},
+    {"factors": 128, "regularization": 1.0, "alpha": 15.0},
+]
+
+
+class ALS(Recommender):
+    """Known users: user_factors[userid] @ item_factors.T.
+
+    New users (fold-in): implicit's `recalculate_user`, the exact least-squares solve of one ALS
+    user step against the frozen item factors, with the same alpha as in training (implicit
+    applies it). A user with an empty history gets zero factors, hence all-zero scores.
+    """
+
+    name: ClassVar[str] = "als"
+    config_class: ClassVar[type] = ALSConfig
+    grid: ClassVar[list[dict[str, Any]]] = GRID
+
+    def __init__(self, config: ALSConfig | None = None, **params: Any) -> None:
+        config = config if config is not None else ALSConfig()
+        super().__init__(replace(config, **params) if params else config)
+        self.model: AlternatingLeastSquares | None = None
+
+    @property
+    def user_factors(self) -> np.ndarray:
+        assert self.model is not None
+        return self.model.user_factors
+
+    @property
+    def item_factors(self) -> np.ndarray:
+        assert self.model is not None
+        return self.model.item_factors
+
+    def _fit(self, user_items: sp.csr_matrix) -> None:
+        c = self.config
+        with implicit_threads():
+            model = AlternatingLeastSquares(
+                factors=c.factors,
+                regularization=c.regularization,
+                alpha=c.alpha,
+                iterations=c.iterations,
+                random_state=c.seed,
+                num_threads=c.num_threads,
+                dtype=np.float32,
+            )
+            model.fit(user_items, show_progress=False)
+        self.model = model
+
+    def fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """Factors (n, factors) of users with histories `user_items`, item factors frozen."""
+        assert self.model is not None
+        n = user_items.shape[0]
+        if n == 0:
+            return np.zeros((0, self.config.factors), np.float32)
+        with implicit_threads():
+            return np.asarray(self.model.recalculate_user(np.arange(n), user_items), dtype=np.float32)
+
+    def _score(self, user_items: sp.csr_matrix, userids: np.ndarray | None) -> np.ndarray:
+        users = self.user_factors[userids] if userids is not None else self.fold_in(user_items)
+        return np.asarray(users @ self.item_factors.T, dtype=np.float32)
