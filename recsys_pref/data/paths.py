@@ -98,11 +98,11 @@ def missing_files(directory: Path, name: str) -> list[str]:
     return [file for file in REQUIRED_FILES[name] if not (directory / file).is_file()]
 
 
-def find_dataset_dir(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Path:
+def find_dataset_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     """The directory holding dataset `name`'s required files.
 
-    Searches `search_roots(data_dir)`; when none has them and `download` is true, tries the
-    publisher's archive (MovieLens only, not with RECSYS_PREF_OFFLINE=1). Raises
+    Searches `search_roots(data_dir)`; when none has them, tries the publisher's archive
+    (MovieLens only, never with RECSYS_PREF_OFFLINE=1). Raises
     DatasetNotFoundError naming the files, the directories searched and where to put them.
     """
     if name not in REQUIRED_FILES:
@@ -111,7 +111,7 @@ def find_dataset_dir(name: str, data_dir: str | os.PathLike | None = None, *, do
     for root in roots:
         if not missing_files(root / name, name):
             return root / name
-    download_note = _download_note(name, download)
+    download_note = _download_note(name)
     if download_note is None:
         try:
             return download_dataset(name, user_cache_dir())
@@ -120,29 +120,33 @@ def find_dataset_dir(name: str, data_dir: str | os.PathLike | None = None, *, do
     raise DatasetNotFoundError(_not_found_message(name, roots, resolve_data_dir(data_dir), download_note))
 
 
-def _download_note(name: str, download: bool) -> str | None:
+def _download_note(name: str) -> str | None:
     """Why no download is attempted, or None when one should be."""
     if name not in ARCHIVES:
         return f"{name} has no checksummed publisher archive, so it is never downloaded"
-    if not download:
-        return "download was not requested"
     if os.environ.get(OFFLINE_ENV) == "1":
         return f"no download attempted because {OFFLINE_ENV}=1"
     return None
 
 
 def _not_found_message(name: str, roots: list[Path], target: Path, download_note: str) -> str:
+    """What is needed, where it was looked for (and what each place lacks), where to put it."""
     searched = []
     for root in roots:
         directory = root / name
         state = "absent" if not directory.is_dir() else "missing " + ", ".join(missing_files(directory, name))
         searched.append(f"  {directory} ({state})")
+    source = (
+        f" They are in the publisher's archive {ARCHIVES[name].url} (sha256 {ARCHIVES[name].sha256})."
+        if name in ARCHIVES
+        else ""
+    )
     return (
         f"dataset {name!r} not found: it needs {', '.join(REQUIRED_FILES[name])}.\n"
         f"Searched:\n" + "\n".join(searched) + "\n"
         f"{download_note}.\n"
         f"Put the files in {target / name}/ (or pass data_dir=..., --data-dir, or set {DATA_ENV} "
-        f"to a directory holding {name}/)."
+        f"to a directory holding {name}/).{source}"
     )
 
 
@@ -164,18 +168,20 @@ def download_dataset(name: str, root: Path) -> Path:
 
 
 def _fetch_verified(archive: Archive, destination: Path) -> None:
+    """Download `archive` to `destination` via a temporary file, renamed only if the sha256 matches."""
     handle, temp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
     temp_path = Path(temp_name)
     try:
         digest = hashlib.sha256()
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(archive.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
+        with os.fdopen(handle, "wb") as out:
+            with urllib.request.urlopen(archive.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
         if digest.hexdigest() != archive.sha256:
             raise ValueError(
                 f"checksum mismatch for {archive.url}: sha256 {digest.hexdigest()}, expected "
-                f"{archive.sha256}; the partial download was deleted"
+                f"{archive.sha256}; the downloaded file was deleted"
             )
         temp_path.replace(destination)
     finally:
@@ -183,6 +189,7 @@ def _fetch_verified(archive: Archive, destination: Path) -> None:
 
 
 def _unpack(zip_path: Path, root: Path, name: str) -> Path:
+    """Extract `name/` of the zip into a staging directory, then move its files into `root/name`."""
     target = root / name
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     try:

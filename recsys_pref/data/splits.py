@@ -128,7 +128,7 @@ def _split_rows(rows: sp.csr_matrix, share: float, rng: np.random.Generator) -> 
         in_first[start + rng.permutation(n)[:n_first]] = True
 
     def part(mask: np.ndarray) -> sp.csr_matrix:
-        out = sp.csr_matrix((rows.data * mask, rows.indices, rows.indptr), shape=rows.shape)
+        out = sp.csr_matrix((rows.data * mask, rows.indices.copy(), rows.indptr.copy()), shape=rows.shape)
         out.eliminate_zeros()
         return out
 
@@ -208,8 +208,11 @@ def _fixed(dataset: InteractionDataset, config: SplitConfig) -> Split:
     eligible = np.flatnonzero(np.diff(train.indptr) >= 2)
     val_users = np.sort(rng.choice(eligible, size=max(1, int(round(config.val_share * len(eligible)))), replace=False))
     kept, held = _split_rows(train[val_users], config.fold_in_share, rng)
-    val_train = train.tolil()
-    val_train[val_users] = kept
-    val_train = val_train.tocsr()
+    others = np.setdiff1d(np.arange(dataset.n_users), val_users)
+    placement = sp.csr_matrix(
+        (np.ones(len(val_users), np.float32), (val_users, np.arange(len(val_users)))),
+        shape=(dataset.n_users, len(val_users)),
+    )
+    val_train = (_row_subset(train, others) + placement @ kept).tocsr()
     val = _held_out(val_users, kept, held, known=True)
     return Split("fixed", train, val_train, val, test, catalog, "targets", config.seed)

@@ -11,8 +11,8 @@ The generative story:
 - Persona k chooses items by softmax(<persona_k, item_embedding> / temperature); a user
   chooses by the mix of their personas' choice distributions. A user's history is a draw
   *without replacement* of about density * n_items items (Poisson, at least 5) from that
-  mixture, made with the Gumbel-top-k trick, which equals drawing items one by one (and
-  dropping repeats) and is vectorised. Timestamps increase in drawing order.
+  mixture, made with exponential races (the Gumbel-top-k trick), which equals drawing
+  items one by one (and dropping repeats) and is vectorised. Timestamps increase in drawing order.
 
 Every consumed item gets rating 5.0 and the dataset has no threshold: all rows are positives.
 User and item ids are 0..n-1, equal to their indices, so the truth lines up with the dataset.
@@ -161,19 +161,23 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def _draw_histories(
     rng: np.random.Generator, mix: np.ndarray, choice: np.ndarray, counts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per user, `counts[u]` distinct items drawn without replacement from mix[u] @ choice, in
-    drawing order (Gumbel-top-k). Returns flat (users, items) arrays, grouped by user."""
+    """Per user, `counts[u]` distinct items drawn without replacement from p = mix[u] @ choice,
+    in drawing order. Exponential races (equivalent to Gumbel-top-k): item i "arrives" at
+    E_i / p_i with E_i ~ Exp(1); the first k arrivals are a sequential draw without
+    replacement. Returns flat (users, items) arrays, grouped by user."""
     n_users, n_items = mix.shape[0], choice.shape[1]
+    choice = choice.astype(np.float32)
     users, items = [], []
     for start in range(0, n_users, _USER_CHUNK):
         stop = min(start + _USER_CHUNK, n_users)
-        probabilities = mix[start:stop] @ choice
-        keys = np.log(np.maximum(probabilities, np.finfo(float).tiny)) + rng.gumbel(size=(stop - start, n_items))
+        probabilities = mix[start:stop].astype(np.float32) @ choice
+        with np.errstate(divide="ignore"):
+            arrivals = rng.standard_exponential((stop - start, n_items), dtype=np.float32) / probabilities
         chunk_counts = counts[start:stop]
         width = int(chunk_counts.max())
-        top = np.argpartition(-keys, width - 1, axis=1)[:, :width]
-        order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1, kind="stable")
-        ranked = np.take_along_axis(top, order, axis=1)
+        first = np.argpartition(arrivals, width - 1, axis=1)[:, :width]
+        order = np.argsort(np.take_along_axis(arrivals, first, axis=1), axis=1, kind="stable")
+        ranked = np.take_along_axis(first, order, axis=1)
         keep = np.arange(width) < chunk_counts[:, None]
         users.append(np.repeat(np.arange(start, stop), chunk_counts))
         items.append(ranked[keep])

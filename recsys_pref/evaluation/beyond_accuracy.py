@@ -68,7 +68,8 @@ def intra_list_diversity(
     if features.ndim != 2:
         raise ValueError(f"item_features must be 2-D (n_items, f), got shape {features.shape}")
     slate = slate_matrix(recommended, features.shape[0], k)
-    norms = np.sqrt(_row_sums(features.multiply(features) if sp.issparse(features) else features**2))
+    squares = features.multiply(features) if sp.issparse(features) else features**2
+    norms = np.sqrt(_row_sums(squares))
     nonzero = norms > 0
     scale = sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=nonzero))
     summed = slate @ (scale @ features)
