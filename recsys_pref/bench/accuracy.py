@@ -1,8 +1,9 @@
 """`recsys-pref bench accuracy`: every model tuned with the same budget, over several seeds.
 
-Per seed: a fresh split (strong generalization, or the dataset's fixed split), each model
-tuned on the validation users, refitted on the training matrix with its best configuration,
-timed, and evaluated on the test users. A row per model holds each metric's mean over
+Each model is tuned once, on the validation users of the first seed's split, within the same
+budget of configurations for every model. Then per seed: a fresh split (strong
+generalization with new held-out users, or the dataset's fixed split with a new model seed),
+the chosen configuration fitted on the training matrix, timed, and evaluated on the test users. A row per model holds each metric's mean over
 seeds (key "ndcg@10") and its standard deviation ("ndcg@10_std").
 """
 from __future__ import annotations
@@ -57,13 +58,9 @@ def _item_categories(dataset: InteractionDataset) -> np.ndarray | None:
     return categories
 
 
-def run_seed(
-    dataset: InteractionDataset, split: Split, name: str, config: AccuracyBenchConfig, metric: str
-) -> dict[str, Any]:
-    """Tune, refit and evaluate one model on one split; returns its metrics and chosen params."""
-    grid = MODELS[name].grid
-    tuning = tune(name, split, grid, metric=metric, budget=config.budget, seed=split.seed)
-    model = build_model(name, tuning.best_params, split.seed)
+def fit_and_evaluate(dataset: InteractionDataset, split: Split, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Fit model `name` with `params` on the split's training matrix and evaluate on its test users."""
+    model = build_model(name, params, split.seed)
     started = time.perf_counter()
     model.fit(split.train)
     fit_s = time.perf_counter() - started
@@ -76,7 +73,7 @@ def run_seed(
         item_popularity=popularity,
         item_categories=_item_categories(dataset),
     )
-    return result.metrics | {"fit_s": fit_s, "params": model.hyperparameters(), "tuning_trials": len(tuning.trials)}
+    return result.metrics | {"fit_s": fit_s, "params": model.hyperparameters()}
 
 
 def aggregate(name: str, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -88,7 +85,6 @@ def aggregate(name: str, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
         row[f"{key}_std"] = float(np.nanstd(values)) if np.isfinite(values).any() else float("nan")
     row["params"] = per_seed[0]["params"]
-    row["params_by_seed"] = [result["params"] for result in per_seed]
     row["seeds"] = len(per_seed)
     return row
 
@@ -100,16 +96,22 @@ def run_accuracy(dataset: InteractionDataset, config: AccuracyBenchConfig, progr
         raise ValueError(f"unknown model(s) {unknown}; available: {', '.join(MODELS)}")
     protocol = _protocol(dataset, config)
     metric = config.tuning_metric or ("ndcg@20" if protocol == "fixed" else "ndcg@100")
+    splits = {seed: make_split(dataset, SplitConfig(protocol=protocol, seed=seed)) for seed in config.seeds}
+    tuning_split = splits[config.seeds[0]]
     per_model: dict[str, list[dict[str, Any]]] = {name: [] for name in config.models}
-    steps = [(seed, name) for seed in config.seeds for name in config.models]
-    split = None
-    with tqdm(total=len(steps), desc=f"accuracy on {dataset.name}", disable=not progress) as bar:
-        for seed, name in steps:
-            if split is None or split.seed != seed:
-                split = make_split(dataset, SplitConfig(protocol=protocol, seed=seed))
-            bar.set_postfix_str(f"seed {seed}: {name}")
-            per_model[name].append(run_seed(dataset, split, name, config, metric))
+    chosen: dict[str, dict[str, Any]] = {}
+    with tqdm(total=len(config.models) * (1 + len(config.seeds)), desc=f"accuracy on {dataset.name}",
+              disable=not progress) as bar:
+        for name in config.models:
+            bar.set_postfix_str(f"tuning {name}")
+            tuning = tune(name, tuning_split, MODELS[name].grid, metric=metric, budget=config.budget,
+                          seed=tuning_split.seed)
+            chosen[name] = tuning.best_params
             bar.update()
+            for seed, split in splits.items():
+                bar.set_postfix_str(f"{name}, seed {seed}")
+                per_model[name].append(fit_and_evaluate(dataset, split, name, tuning.best_params))
+                bar.update()
     rows = [aggregate(name, results) for name, results in per_model.items()]
     return BenchResult(
         suite="accuracy",

