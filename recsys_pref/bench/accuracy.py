@@ -22,9 +22,12 @@ from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
 from recsys_pref.evaluation.evaluate import evaluate
 from recsys_pref.evaluation.tuning import build_model, tune
 from recsys_pref.models import MODELS
+from recsys_pref.models.base import ModelTooLargeError
 
 BASELINE_NAMES = ("popularity", "itemknn", "als", "bpr", "ease")
-REPORTED = ("ndcg@10", "ndcg@20", "ndcg@100", "recall@20", "recall@50", "coverage@10", "fit_s", "recommend_users_per_s")
+TABLE_COLUMNS = ["model", "ndcg@10", "ndcg@100", "recall@20", "recall@50", "coverage@10", "fit_s",
+                 "recommend_users_per_s", "params"]
+FIXED_SPLIT_COLUMNS = ["model", "recall@20", "ndcg@20"] + TABLE_COLUMNS[1:]
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,27 @@ def aggregate(name: str, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
+def benchmark_model(
+    dataset: InteractionDataset, name: str, splits: dict[int, Split], config: AccuracyBenchConfig, metric: str, bar: tqdm
+) -> dict[str, Any]:
+    """Tune `name` on the first split's validation users, then fit and evaluate on every split.
+    A model too large for this data gets a row saying so instead of metrics."""
+    tuning_split = next(iter(splits.values()))
+    bar.set_postfix_str(f"tuning {name}")
+    try:
+        tuning = tune(name, tuning_split, MODELS[name].grid, metric=metric, budget=config.budget, seed=tuning_split.seed)
+    except ModelTooLargeError as error:
+        bar.update(1 + len(splits))
+        return {"model": name, "skipped": str(error)}
+    bar.update()
+    per_seed = []
+    for seed, split in splits.items():
+        bar.set_postfix_str(f"{name}, seed {seed}")
+        per_seed.append(fit_and_evaluate(dataset, split, name, tuning.best_params))
+        bar.update()
+    return aggregate(name, per_seed)
+
+
 def run_accuracy(dataset: InteractionDataset, config: AccuracyBenchConfig, progress: bool = True) -> BenchResult:
     """The accuracy suite on `dataset`: one row per model (see module docstring)."""
     unknown = [name for name in config.models if name not in MODELS]
@@ -97,26 +121,17 @@ def run_accuracy(dataset: InteractionDataset, config: AccuracyBenchConfig, progr
     protocol = _protocol(dataset, config)
     metric = config.tuning_metric or ("ndcg@20" if protocol == "fixed" else "ndcg@100")
     splits = {seed: make_split(dataset, SplitConfig(protocol=protocol, seed=seed)) for seed in config.seeds}
-    tuning_split = splits[config.seeds[0]]
-    per_model: dict[str, list[dict[str, Any]]] = {name: [] for name in config.models}
-    chosen: dict[str, dict[str, Any]] = {}
+    rows = []
     with tqdm(total=len(config.models) * (1 + len(config.seeds)), desc=f"accuracy on {dataset.name}",
               disable=not progress) as bar:
         for name in config.models:
-            bar.set_postfix_str(f"tuning {name}")
-            tuning = tune(name, tuning_split, MODELS[name].grid, metric=metric, budget=config.budget,
-                          seed=tuning_split.seed)
-            chosen[name] = tuning.best_params
-            bar.update()
-            for seed, split in splits.items():
-                bar.set_postfix_str(f"{name}, seed {seed}")
-                per_model[name].append(fit_and_evaluate(dataset, split, name, tuning.best_params))
-                bar.update()
-    rows = [aggregate(name, results) for name, results in per_model.items()]
+            rows.append(benchmark_model(dataset, name, splits, config, metric, bar))
     return BenchResult(
         suite="accuracy",
         dataset=dataset.name,
         protocol=protocol,
         config=asdict(config) | {"tuning_metric": metric, "dataset_summary": dataset.summary()},
         rows=rows,
+        columns=(TABLE_COLUMNS if protocol != "fixed" else FIXED_SPLIT_COLUMNS)
+        + (["skipped"] if any("skipped" in row for row in rows) else []),
     )

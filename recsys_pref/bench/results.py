@@ -26,6 +26,7 @@ class BenchResult:
     protocol: str
     config: dict[str, Any]
     rows: list[dict[str, Any]]
+    columns: list[str] | None = None  # the Markdown table's columns (default: every key)
     command: str = field(default_factory=lambda: "recsys-pref " + shlex.join(sys.argv[1:]))
 
     def to_json(self) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def _format(value: Any) -> str:
             return f"{value:.3g}"
         return f"{value:.4f}"
     if isinstance(value, dict):
-        return ", ".join(f"{key}={_format(item)}" for key, item in value.items())
+        return ", ".join(f"{key}={item:g}" if isinstance(item, float) else f"{key}={item}" for key, item in value.items())
     return str(value)
 
 
@@ -98,7 +99,7 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None)
     return "\n".join(lines) + "\n"
 
 
-def write_result(result: BenchResult, out_dir: Path, columns: list[str] | None = None) -> tuple[Path, Path]:
+def write_result(result: BenchResult, out_dir: Path) -> tuple[Path, Path]:
     """Write DIR/SUITE.json and DIR/SUITE.md atomically; returns both paths."""
     if result.suite not in SUITES:
         raise ValueError(f"unknown suite {result.suite!r}; expected one of {', '.join(SUITES)}")
@@ -106,5 +107,5 @@ def write_result(result: BenchResult, out_dir: Path, columns: list[str] | None =
     json_path, md_path = out_dir / f"{result.suite}.json", out_dir / f"{result.suite}.md"
     atomic_write_text(json_path, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
     heading = f"### {result.suite} — {result.dataset} ({result.protocol})\n\n`{result.command}`\n\n"
-    atomic_write_text(md_path, heading + markdown_table(result.rows, columns))
+    atomic_write_text(md_path, heading + markdown_table(result.rows, result.columns))
     return json_path, md_path

@@ -21,6 +21,10 @@ class NotFittedError(RuntimeError):
     """Raised when a model is used before `fit`."""
 
 
+class ModelTooLargeError(ValueError):
+    """Raised by `fit` when the data would need more memory than the model's configured limit."""
+
+
 def check_user_items(user_items: Any, n_items: int | None = None, name: str = "user_items") -> sp.csr_matrix:
     """Validate a user x item interaction matrix and return it as float32 CSR.
 

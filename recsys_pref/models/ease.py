@@ -13,7 +13,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from recsys_pref.models.base import Recommender
+from recsys_pref.models.base import ModelTooLargeError, Recommender
 
 #: Catalogs up to this size are solved in float64 (Gram, Cholesky and inverse); larger ones in
 #: float32, which halves memory and time (on ml-latest-small, 9,724 items, B differs from the
@@ -90,7 +90,7 @@ class EASE(Recommender):
         n_items = user_items.shape[1]
         if n_items > self.config.max_items:
             gigabytes = 4 * n_items**2 / 1e9
-            raise ValueError(
+            raise ModelTooLargeError(
                 f"EASE needs a dense {n_items} x {n_items} item matrix ({gigabytes:.1f} GB in float32, "
                 f"about twice that while solving), more than max_items={self.config.max_items} allows; "
                 "prune the catalog (e.g. drop rare items) or raise max_items if the memory is there"
