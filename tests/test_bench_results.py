@@ -1,6 +1,7 @@
 """Specification of the benchmark result files (DIR/SUITE.json, DIR/SUITE.md) in recsys_pref.bench.results."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def test_nan_cells_are_shown_as_a_dash() -> None:
 
 
 def test_explicit_columns_select_and_order_the_table(tmp_path: Path) -> None:
-    _, md_path = write_result(result(), tmp_path, columns=["fit_s", "model"])
+    _, md_path = write_result(dataclasses.replace(result(), columns=["fit_s", "model"]), tmp_path)
     table = [line for line in md_path.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
     assert table[0] == "| fit_s | model |"
     assert table[2] == "| 0.5000 | popularity |"
