@@ -70,6 +70,8 @@ def _format(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "–"
+        if abs(value) < 1e-12:
+            return "0"
         if value != 0 and (abs(value) >= 1000 or abs(value) < 0.001):
             return f"{value:.3g}"
         return f"{value:.4f}"

@@ -13,6 +13,7 @@ from recsys_pref.models.base import NotFittedError, Recommender, check_user_item
 from recsys_pref.models.bpr import BPR, BPRConfig
 from recsys_pref.models.ease import EASE, EASEConfig
 from recsys_pref.models.itemknn import ItemKNN, ItemKNNConfig
+from recsys_pref.models.persona import AmpCF, PersonaConfig, PersonaModel, PersonaRecommender, PersonaState, PrefLinear
 from recsys_pref.models.popularity import Popularity, PopularityConfig
 
 #: name -> model class. Other models (e.g. the persona model) register by adding an entry.
@@ -20,7 +21,8 @@ BASELINES: dict[str, type[Recommender]] = {
     cls.name: cls for cls in (Popularity, ItemKNN, EASE, ALS, BPR)
 }
 #: The same dict under the name the benchmark uses (an alias, so one registration serves both).
-MODELS = BASELINES
+#: every model by name: the baselines and the three configurations of the persona model.
+MODELS: dict[str, type[Recommender]] = BASELINES | {cls.name: cls for cls in (PersonaModel, PrefLinear, AmpCF)}
 
 
 def make_model(name: str, **params: Any) -> Recommender:
@@ -30,9 +32,9 @@ def make_model(name: str, **params: Any) -> Recommender:
     `cls(**params)`. Unknown names and hyperparameters raise ValueError listing the valid ones.
     """
     try:
-        cls = BASELINES[name]
+        cls = MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(BASELINES))}") from None
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}") from None
     config_class = getattr(cls, "config_class", None)
     if config_class is None:
         return cls(**params)
@@ -56,6 +58,12 @@ __all__ = [
     "ItemKNN",
     "ItemKNNConfig",
     "MODELS",
+    "AmpCF",
+    "PersonaConfig",
+    "PersonaModel",
+    "PersonaRecommender",
+    "PersonaState",
+    "PrefLinear",
     "NotFittedError",
     "Popularity",
     "PopularityConfig",
