@@ -1,4 +1,4 @@
-"""The `recsys-pref` command line: demo, bench (and, as the library grows, fit/recommend/...)."""
+"""The `recsys-pref` command line: demo, fit, recommend, evaluate and bench."""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +45,82 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from recsys_pref.config import load_model_config
+    from recsys_pref.models.persona import PRESETS, PersonaConfig
+    from recsys_pref.pipeline import PersonaPipeline
+
+    name, params = load_model_config(args.config)
+    if name not in PRESETS:
+        raise ValueError(f"`fit` saves persona models ({', '.join(PRESETS)}); {args.config} configures {name!r}")
+    dataset = _load(args)
+    print(dataset.summary())
+    pipeline = PersonaPipeline.fit(dataset, PersonaConfig.preset(name, **(params | {"progress": True})))
+    pipeline.save(args.out)
+    print(f"saved {name} ({pipeline.model.state_bytes} bytes per user) to {args.out}")
+    return 0
+
+
+def _read_users(path: Path) -> list:
+    """User ids from a CSV/Parquet file with a user_id column, or a text file with one id per line."""
+    import polars as pl
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no users file at {path}")
+    if path.suffix == ".parquet":
+        frame = pl.read_parquet(path)
+    elif path.suffix in (".csv", ".tsv"):
+        frame = pl.read_csv(path, separator="\t" if path.suffix == ".tsv" else ",")
+    else:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        frame = pl.DataFrame({"user_id": lines})
+    if "user_id" not in frame.columns:
+        raise ValueError(f"{path} needs a user_id column; it has {frame.columns}")
+    return frame["user_id"].to_list()
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from recsys_pref.pipeline import PersonaPipeline
+
+    pipeline = PersonaPipeline.load(args.model)
+    users = _read_users(args.users)
+    users = [_as_known_type(user, pipeline) for user in users]
+    frame = pipeline.recommend(users, k=args.k, unknown_users=args.unknown_users)
+    if args.out is None:
+        print(frame)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(args.out) if args.out.suffix == ".parquet" else frame.write_csv(args.out)
+        print(f"wrote {frame.height} recommendations for {len(users)} users to {args.out}")
+    return 0
+
+
+def _as_known_type(user, pipeline):
+    """Ids read as text match integer user ids when the model's ids are integers."""
+    if isinstance(user, str) and user not in pipeline.user_ids and user.lstrip("-").isdigit():
+        return int(user)
+    return user
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from recsys_pref.bench.results import markdown_table
+    from recsys_pref.config import load_model_config
+    from recsys_pref.data import SplitConfig, make_split
+    from recsys_pref.evaluation.evaluate import evaluate
+    from recsys_pref.evaluation.tuning import build_model
+
+    name, params = load_model_config(args.config)
+    dataset = _load(args)
+    protocol = args.protocol or ("fixed" if dataset.fixed_test is not None else "strong")
+    split = make_split(dataset, SplitConfig(protocol=protocol, seed=args.seed))
+    model = build_model(name, params, args.seed).fit(split.train)
+    result = evaluate(model, split.test, catalog=split.catalog, recall_denominator=split.recall_denominator,
+                      progress=True)
+    print(f"{name} on {dataset.name} ({protocol}, seed {args.seed}, {len(split.test)} test users)")
+    print(markdown_table([{"model": name} | result.metrics]))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from recsys_pref.demo import run_demo
 
@@ -61,6 +137,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a reduced run (fewer epochs, fewer users)")
     demo.set_defaults(handler=_cmd_demo)
 
+    fit = commands.add_parser("fit", help="train a persona model on a whole dataset and save its artifact")
+    _add_dataset_options(fit)
+    fit.add_argument("--config", default="persona", help="a YAML file, or a name under conf/ (default: persona)")
+    fit.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+    fit.set_defaults(handler=_cmd_fit)
+
+    recommend = commands.add_parser("recommend", help="top-k recommendations with personas for users of a saved model")
+    recommend.add_argument("--model", type=Path, required=True, help="artifact directory written by `fit`")
+    recommend.add_argument("--users", type=Path, required=True, help="CSV/Parquet with user_id, or one id per line")
+    recommend.add_argument("--k", type=int, default=10)
+    recommend.add_argument("--out", type=Path, default=None, help=".parquet or .csv (default: print)")
+    recommend.add_argument("--unknown-users", choices=("error", "population"), default="error",
+                           help="users without history: an error, or the population prior's recommendations")
+    recommend.set_defaults(handler=_cmd_recommend)
+
+    evaluate_parser = commands.add_parser("evaluate", help="fit one configured model on a split and report test metrics")
+    _add_dataset_options(evaluate_parser)
+    evaluate_parser.add_argument("--config", default="persona", help="a YAML file, or a name under conf/")
+    evaluate_parser.add_argument("--protocol", choices=("strong", "temporal", "fixed"), default=None)
+    evaluate_parser.add_argument("--seed", type=int, default=0)
+    evaluate_parser.set_defaults(handler=_cmd_evaluate)
+
     bench = commands.add_parser("bench", help="run a benchmark suite and write DIR/SUITE.json and DIR/SUITE.md")
     bench.add_argument("suite", choices=SUITES)
     _add_dataset_options(bench)
@@ -76,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, KeyError, NotImplementedError) as error:
+    except (ValueError, FileNotFoundError, KeyError, NotImplementedError) as error:  # ArtifactError is a ValueError
         print(f"recsys-pref {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -104,7 +104,7 @@ class PersonaConfig:
     """
 
     n_personas: int = 2
-    n_bases: int = 32
+    n_bases: int = 64
     embedding_dim: int = 64
     temperature: float = 1.0
     identity_bases: bool = False
