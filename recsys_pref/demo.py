@@ -1,8 +1,10 @@
 """`recsys-pref demo`: the main job end to end on the bundled ml-latest-small.
 
 Fits every model on a strong-generalization split (held-out users folded in from 80% of their
-positives), evaluates on the other 20%, and prints the table. Models use their documented
-default configurations (no tuning: `recsys-pref bench accuracy` does the tuned comparison).
+positives), evaluates on the other 20% and prints the table; then shows one held-out user as
+the persona model sees them: each persona with its top items and the genres that label it,
+and the user's recommendations with the persona each one satisfies. Models use their
+documented default configurations (`recsys-pref bench accuracy` does the tuned comparison).
 """
 from __future__ import annotations
 
@@ -13,30 +15,70 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recsys_pref.bench.results import markdown_table
-from recsys_pref.data import SplitConfig, load_dataset, make_split
+from recsys_pref.data import InteractionDataset, SplitConfig, load_dataset, make_split
+from recsys_pref.data.splits import Split
 from recsys_pref.evaluation.evaluate import evaluate
+from recsys_pref.evaluation.ranking import top_k
 from recsys_pref.evaluation.tuning import build_model
+from recsys_pref.explain.labels import label
+from recsys_pref.models.persona import PersonaRecommender
 
 DEMO_DATASET = "ml-latest-small"
-DEMO_MODELS = ("popularity", "itemknn", "als", "bpr", "ease")
+DEMO_MODELS = ("popularity", "itemknn", "als", "bpr", "ease", "persona")
 TABLE_COLUMNS = ["model", "ndcg@10", "ndcg@100", "recall@20", "recall@50", "coverage@10", "fit_s"]
+PERSONA_TOP_ITEMS = 50  # items that define a persona's label
 
 
 def run_demo(data_dir: Path | None = None, quick: bool = False, seed: int = 0) -> list[dict]:
-    """Fit, evaluate and print; returns the table rows."""
+    """Fit, evaluate and print; returns the table rows. `quick` trains the persona model for
+    a few epochs only (for tests)."""
     dataset = load_dataset(DEMO_DATASET, data_dir=data_dir)
     print(dataset.summary())
     split = make_split(dataset, SplitConfig(seed=seed))
     print(f"strong generalization, seed {seed}: {len(split.test)} test users, {int(split.catalog.sum())} items ranked")
     popularity = np.asarray(split.train.sum(axis=0)).ravel()
-    rows = []
+    rows, persona = [], None
     for name in tqdm(DEMO_MODELS, desc="fitting models"):
-        model = build_model(name, {}, seed)
+        params = {"progress": False} | ({"max_epochs": 3} if quick else {}) if name == "persona" else {}
+        model = build_model(name, params, seed)
         started = time.perf_counter()
         model.fit(split.train)
         fit_s = time.perf_counter() - started
         result = evaluate(model, split.test, catalog=split.catalog, item_popularity=popularity)
         rows.append({"model": name} | result.metrics | {"fit_s": fit_s})
+        if isinstance(model, PersonaRecommender):
+            persona = model
     print()
     print(markdown_table(rows, TABLE_COLUMNS))
+    show_user(persona, dataset, split)
     return rows
+
+
+def _titles(dataset: InteractionDataset, items: np.ndarray) -> list[str]:
+    return dataset.items["title"].gather(items).to_list()
+
+
+def show_user(model: PersonaRecommender, dataset: InteractionDataset, split: Split, position: int = 0) -> None:
+    """Print one held-out user's personas and explained recommendations."""
+    history = split.test.fold_in[position]
+    user_id = dataset.user_ids.to_external(split.test.users[position : position + 1])[0]
+    state = model.fold_in(history)
+    scores, attention = model.explain_scores(state)  # (1, n_items), (1, M, n_items)
+    genres = dataset.items["genres"].to_list()
+    banned = ~split.catalog
+    print(f"User {user_id}: {history.nnz} liked movies folded in, {model.config.n_personas} personas "
+          f"({model.state_bytes} bytes of state)")
+    # each persona's own ranking: rho_m(i) + b_i, the score if that persona alone held the attention
+    persona_scores = model.persona_queries(state)[0] @ model.item_embeddings.T + model.item_bias  # (M, n_items)
+    persona_labels = []
+    for persona in range(model.config.n_personas):
+        top, _ = top_k(persona_scores[persona : persona + 1], PERSONA_TOP_ITEMS, banned_items=banned)
+        persona_labels.append(label(genres, top[0]))
+        print(f"  persona {persona} — {persona_labels[-1]}: " + "; ".join(_titles(dataset, top[0][:4])))
+    ids, values = top_k(scores, 10, exclude=history, banned_items=banned)
+    print("Recommendations (persona satisfied, attention weight):")
+    for rank, (item, score) in enumerate(zip(ids[0], values[0]), start=1):
+        weights = attention[0, :, item]
+        chosen = int(weights.argmax())
+        title = _titles(dataset, np.array([item]))[0]
+        print(f"  {rank:2d}. {title}  [persona {chosen} {persona_labels[chosen]}, {weights[chosen]:.0%}]")
