@@ -9,7 +9,7 @@ seeds (key "ndcg@10") and its standard deviation ("ndcg@10_std").
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,13 +20,17 @@ from recsys_pref.data.dataset import InteractionDataset
 from recsys_pref.data.splits import Split, SplitConfig, make_split
 from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
 from recsys_pref.evaluation.evaluate import evaluate
+from recsys_pref.data.synthetic import SyntheticTruth
+from recsys_pref.evaluation.recovery import direction_recovery, mix_recovery
 from recsys_pref.evaluation.tuning import build_model, tune
+from recsys_pref.models.persona import PersonaRecommender
 from recsys_pref.models import MODELS
 from recsys_pref.models.base import ModelTooLargeError
 
 BASELINE_NAMES = ("popularity", "itemknn", "als", "bpr", "ease")
 TABLE_COLUMNS = ["model", "ndcg@10", "ndcg@100", "recall@20", "recall@50", "coverage@10", "fit_s",
                  "recommend_users_per_s", "params"]
+OPTIONAL_COLUMNS = ["state_bytes", "direction_cosine", "mix_tv", "mix_tv_uniform", "skipped"]
 FIXED_SPLIT_COLUMNS = ["model", "recall@20", "ndcg@20"] + [c for c in TABLE_COLUMNS[1:] if c != "recall@20"]
 
 
@@ -76,7 +80,22 @@ def fit_and_evaluate(dataset: InteractionDataset, split: Split, name: str, param
         item_popularity=popularity,
         item_categories=_item_categories(dataset),
     )
-    return result.metrics | {"fit_s": fit_s, "params": model.hyperparameters()}
+    metrics = result.metrics | {"fit_s": fit_s, "params": model.hyperparameters()}
+    if isinstance(model, PersonaRecommender):
+        metrics["state_bytes"] = float(model.state_bytes)
+        if dataset.ground_truth is not None:
+            metrics |= planted_recovery(model, split, dataset.ground_truth)
+    return metrics
+
+
+def planted_recovery(model: PersonaRecommender, split: Split, truth: SyntheticTruth) -> dict[str, float]:
+    """Recovery of the planted tastes and mixes, measured on the test users (folded in)."""
+    state = model.fold_in(split.test.fold_in)
+    _, attention = model.explain_scores(state)  # (n, M, n_items)
+    rewards = model.persona_queries(state) @ model.item_embeddings.T  # rho_um(i): (n, M, n_items)
+    test_truth = replace(truth, user_mix=truth.user_mix[split.test.users])
+    distance, uniform = mix_recovery(rewards, attention, test_truth)
+    return {"direction_cosine": direction_recovery(rewards, test_truth), "mix_tv": distance, "mix_tv_uniform": uniform}
 
 
 def aggregate(name: str, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -87,7 +106,6 @@ def aggregate(name: str, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         values = np.array([result[key] for result in per_seed], dtype=float)
         row[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
         row[f"{key}_std"] = float(np.nanstd(values)) if np.isfinite(values).any() else float("nan")
-    row["params"] = per_seed[0]["params"]
     row["seeds"] = len(per_seed)
     return row
 
@@ -110,7 +128,7 @@ def benchmark_model(
         bar.set_postfix_str(f"{name}, seed {seed}")
         per_seed.append(fit_and_evaluate(dataset, split, name, tuning.best_params))
         bar.update()
-    return aggregate(name, per_seed)
+    return aggregate(name, per_seed) | {"params": tuning.best_params, "config": per_seed[0]["params"]}
 
 
 def run_accuracy(dataset: InteractionDataset, config: AccuracyBenchConfig, progress: bool = True) -> BenchResult:
@@ -133,5 +151,5 @@ def run_accuracy(dataset: InteractionDataset, config: AccuracyBenchConfig, progr
         config=asdict(config) | {"tuning_metric": metric, "dataset_summary": dataset.summary()},
         rows=rows,
         columns=(TABLE_COLUMNS if protocol != "fixed" else FIXED_SPLIT_COLUMNS)
-        + (["skipped"] if any("skipped" in row for row in rows) else []),
+        + [column for column in OPTIONAL_COLUMNS if any(column in row for row in rows)],
     )
