@@ -1,2 +1,45 @@
-"""recsys_pref: persona-based personalization for recommendation pipelines."""
+"""recsys_pref: persona-based personalization for recommendation pipelines.
+
+The public API is re-exported here; everything else may change between versions.
+"""
 __version__ = "0.1.0"
+
+from recsys_pref.data import (  # noqa: E402
+    HeldOut,
+    IdMap,
+    InteractionDataset,
+    Split,
+    SplitConfig,
+    UnknownIdError,
+    from_frame,
+    load_dataset,
+    make_split,
+    make_synthetic,
+)
+from recsys_pref.evaluation.evaluate import Evaluation, evaluate  # noqa: E402
+from recsys_pref.models import (  # noqa: E402
+    ALS,
+    BPR,
+    EASE,
+    MODELS,
+    AmpCF,
+    ItemKNN,
+    PersonaConfig,
+    PersonaModel,
+    PersonaRecommender,
+    PersonaState,
+    Popularity,
+    PrefLinear,
+    Recommender,
+    make_model,
+)
+from recsys_pref.models.artifact import ArtifactError  # noqa: E402
+from recsys_pref.pipeline import PersonaPipeline  # noqa: E402
+
+__all__ = [
+    "ALS", "BPR", "EASE", "MODELS", "AmpCF", "ArtifactError", "Evaluation", "HeldOut", "IdMap",
+    "InteractionDataset", "ItemKNN", "PersonaConfig", "PersonaModel", "PersonaPipeline",
+    "PersonaRecommender", "PersonaState", "Popularity", "PrefLinear", "Recommender", "Split",
+    "SplitConfig", "UnknownIdError", "evaluate", "from_frame", "load_dataset", "make_model",
+    "make_split", "make_synthetic",
+]
