@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
@@ -89,10 +89,7 @@ class ALS(Recommender):
     config_class: ClassVar[type] = ALSConfig
     grid: ClassVar[list[dict[str, Any]]] = GRID
 
-    def __init__(self, config: ALSConfig | None = None, **params: Any) -> None:
-        config = config if config is not None else ALSConfig()
-        super().__init__(replace(config, **params) if params else config)
-        self.model: AlternatingLeastSquares | None = None
+    model: AlternatingLeastSquares | None = None
 
     @property
     def user_factors(self) -> np.ndarray:

@@ -8,7 +8,7 @@ implicit-style `recommend` are written once here, on top of `score`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,11 +52,15 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str]
+    config_class: ClassVar[type | None] = None  # the frozen dataclass of hyperparameters
     n_users: int | None = None
     n_items: int | None = None
 
-    def __init__(self, config: Any = None) -> None:
-        self.config = config
+    def __init__(self, config: Any = None, **params: Any) -> None:
+        """`config` (default: `config_class()`), with any `params` overriding its fields."""
+        if config is None and self.config_class is not None:
+            config = self.config_class()
+        self.config = replace(config, **params) if params else config
 
     # -- to implement ---------------------------------------------------------------------
     @abstractmethod

@@ -25,7 +25,7 @@ the items frozen did no better (0.20) at about 100 times the cost.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -133,10 +133,7 @@ class BPR(Recommender):
     config_class: ClassVar[type] = BPRConfig
     grid: ClassVar[list[dict[str, Any]]] = GRID
 
-    def __init__(self, config: BPRConfig | None = None, **params: Any) -> None:
-        config = config if config is not None else BPRConfig()
-        super().__init__(replace(config, **params) if params else config)
-        self.model: BayesianPersonalizedRanking | None = None
+    model: BayesianPersonalizedRanking | None = None
 
     @property
     def user_factors(self) -> np.ndarray:

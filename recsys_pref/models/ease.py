@@ -6,7 +6,7 @@ the catalog size (`max_items`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -81,10 +81,7 @@ class EASE(Recommender):
     config_class: ClassVar[type] = EASEConfig
     grid: ClassVar[list[dict[str, Any]]] = GRID
 
-    def __init__(self, config: EASEConfig | None = None, **params: Any) -> None:
-        config = config if config is not None else EASEConfig()
-        super().__init__(replace(config, **params) if params else config)
-        self.B: np.ndarray | None = None
+    B: np.ndarray | None = None
 
     def _fit(self, user_items: sp.csr_matrix) -> None:
         n_items = user_items.shape[1]

@@ -1,7 +1,7 @@
 """Item-based k-nearest-neighbours baseline (cosine similarity, implicit's CosineRecommender)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import warnings
@@ -47,10 +47,7 @@ class ItemKNN(Recommender):
     config_class: ClassVar[type] = ItemKNNConfig
     grid: ClassVar[list[dict[str, Any]]] = GRID
 
-    def __init__(self, config: ItemKNNConfig | None = None, **params: Any) -> None:
-        config = config if config is not None else ItemKNNConfig()
-        super().__init__(replace(config, **params) if params else config)
-        self.similarity: sp.csr_matrix | None = None
+    similarity: sp.csr_matrix | None = None
 
     def _fit(self, user_items: sp.csr_matrix) -> None:
         model = CosineRecommender(K=self.config.K, num_threads=self.config.num_threads)

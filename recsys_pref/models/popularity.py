@@ -1,7 +1,7 @@
 """Most-popular baseline: every user gets the items ranked by training popularity."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,10 +30,7 @@ class Popularity(Recommender):
     config_class: ClassVar[type] = PopularityConfig
     grid: ClassVar[list[dict[str, Any]]] = GRID
 
-    def __init__(self, config: PopularityConfig | None = None, **params: Any) -> None:
-        config = config if config is not None else PopularityConfig()
-        super().__init__(replace(config, **params) if params else config)
-        self.item_counts: np.ndarray | None = None
+    item_counts: np.ndarray | None = None
 
     def _fit(self, user_items: sp.csr_matrix) -> None:
         # users per item (a count of nonzeros, whatever the weights)
