@@ -31,7 +31,6 @@ from recsys_pref.models.persona import (
     score_from_state,
 )
 
-torch.set_num_threads(2)
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TINY = dict(n_bases=4, embedding_dim=4, hidden_dim=16, max_epochs=5, batch_size=16, progress=False)
 
@@ -238,9 +237,9 @@ def test_early_stopping_restores_best_epoch() -> None:
 # -- planted personas -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def planted() -> tuple[PersonaRecommender, object]:
-    dataset = make_synthetic(n_users=400, n_items=120, n_personas=4, density=0.1, seed=0, personas_per_user=1)
-    config = dict(n_bases=8, embedding_dim=8, hidden_dim=32, max_epochs=60, patience=60, progress=False,
-                  learning_rate=1e-2, validation_share=0.0)
+    dataset = make_synthetic(n_users=200, n_items=120, n_personas=4, density=0.1, seed=0, personas_per_user=1)
+    config = dict(n_bases=8, embedding_dim=8, hidden_dim=32, max_epochs=12, batch_size=50, progress=False,
+                  learning_rate=2e-2, validation_share=0.0)
     return PersonaModel(**config).fit(dataset.to_csr()), dataset
 
 

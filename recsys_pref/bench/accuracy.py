@@ -3,8 +3,10 @@
 Each model is tuned once, on the validation users of the first seed's split, within the same
 budget of configurations for every model. Then per seed: a fresh split (strong
 generalization with new held-out users, or the dataset's fixed split with a new model seed),
-the chosen configuration fitted on the training matrix, timed, and evaluated on the test users. A row per model holds each metric's mean over
-seeds (key "ndcg@10") and its standard deviation ("ndcg@10_std").
+the chosen configuration fitted on the training matrix, timed, and evaluated on the test
+users. A row per model holds each metric's mean over seeds (key "ndcg@10") and its standard
+deviation ("ndcg@10_std"). On `synthetic`, persona models also report how well they recover
+the planted tastes (see evaluation.recovery).
 """
 from __future__ import annotations
 
@@ -18,14 +20,14 @@ from tqdm.auto import tqdm
 from recsys_pref.bench.results import BenchResult
 from recsys_pref.data.dataset import InteractionDataset
 from recsys_pref.data.splits import Split, SplitConfig, make_split
+from recsys_pref.data.synthetic import SyntheticTruth
 from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
 from recsys_pref.evaluation.evaluate import evaluate
-from recsys_pref.data.synthetic import SyntheticTruth
 from recsys_pref.evaluation.recovery import direction_recovery, mix_recovery
 from recsys_pref.evaluation.tuning import build_model, tune
-from recsys_pref.models.persona import PersonaRecommender
 from recsys_pref.models import MODELS
 from recsys_pref.models.base import ModelTooLargeError
+from recsys_pref.models.persona import PersonaRecommender
 
 BASELINE_NAMES = ("popularity", "itemknn", "als", "bpr", "ease")
 TABLE_COLUMNS = ["model", "ndcg@10", "ndcg@100", "recall@20", "recall@50", "coverage@10", "fit_s",
@@ -37,7 +39,7 @@ FIXED_SPLIT_COLUMNS = ["model", "recall@20", "ndcg@20"] + [c for c in TABLE_COLU
 @dataclass(frozen=True)
 class AccuracyBenchConfig:
     """models: registry names; seeds: one split (and model seed) each; budget: configurations
-    tried per model and seed; tuning_metric: validation metric that picks the configuration
+    tried per model (on the first seed); tuning_metric: validation metric that picks the configuration
     (default ndcg@100, or ndcg@20 on a fixed split as in the papers that publish it);
     protocol: None picks "fixed" when the dataset ships a split, else "strong"."""
 
