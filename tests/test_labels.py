@@ -27,3 +27,10 @@ def test_label_joins_the_strongest_tags():
 def test_no_items_gives_no_tags():
     assert top_lift_tags(TAGS, np.array([], dtype=int)) == []
     assert label(TAGS, np.array([], dtype=int)) == "–"
+
+
+def test_default_support_is_a_tenth_of_the_items():
+    tags = [["rare"]] * 2 + [["common"]] * 18 + [["other"]] * 80
+    top = [tag for tag, _ in top_lift_tags(tags, np.arange(30))]
+    assert "rare" not in top  # 2 of 30 items < 3 = 10% of 30, despite the highest lift
+    assert top == ["common", "other"]
