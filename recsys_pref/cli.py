@@ -18,10 +18,12 @@ def _add_dataset_options(parser: argparse.ArgumentParser, required: bool = True)
     group.add_argument("--item-col", default="item_id")
     group.add_argument("--rating-col", default="rating")
     group.add_argument("--timestamp-col", default="timestamp")
+    group.add_argument("--positive-threshold", type=float, default=None,
+                       help="ratings >= this are positives (default: 4 on MovieLens; every row of a file)")
 
 
 def _load(args: argparse.Namespace):
-    from recsys_pref.data import load_dataset
+    from recsys_pref.data import DATASET_DEFAULT, load_dataset
 
     return load_dataset(
         args.dataset,
@@ -30,6 +32,7 @@ def _load(args: argparse.Namespace):
         item_col=args.item_col,
         rating_col=args.rating_col,
         timestamp_col=args.timestamp_col,
+        positive_threshold=DATASET_DEFAULT if args.positive_threshold is None else args.positive_threshold,
     )
 
 

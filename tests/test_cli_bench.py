@@ -147,3 +147,13 @@ def test_bench_accuracy_on_a_csv_file_with_custom_columns(tmp_path: Path, capsys
     assert [row["model"] for row in document["rows"]] == ["popularity"]
     assert all(key in document["rows"][0] for key in ROW_KEYS)
     assert (out / "accuracy.md").is_file()
+
+
+def test_positive_threshold_option_keeps_only_high_ratings(tmp_path: Path) -> None:
+    from recsys_pref.cli import _load, build_parser
+
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,rating\n1,10,5\n1,11,2\n2,10,4\n")
+    args = build_parser().parse_args(["bench", "accuracy", "--dataset", str(path), "--out", str(tmp_path),
+                                      "--positive-threshold", "4"])
+    assert _load(args).positives().height == 2
