@@ -8,7 +8,6 @@ import scipy.sparse as sp
 from recsys_pref.models import (
     ALS,
     BASELINES,
-    BPR,
     EASE,
     ItemKNN,
     Popularity,

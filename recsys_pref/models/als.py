@@ -8,26 +8,14 @@ as well would apply alpha twice.
 """
 from __future__ import annotations
 
-import contextlib
-import warnings
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
-from threadpoolctl import threadpool_limits
 
-from recsys_pref.models.base import Recommender
-
-
-@contextlib.contextmanager
-def implicit_threads() -> Iterator[None]:
-    """Run implicit's native code with a single-threaded BLAS (its own threads do the work;
-    a threaded OpenBLAS under them is much slower, which implicit warns about)."""
-    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(OpenBLAS|MKL|BLAS).*thread", category=RuntimeWarning)
-        yield
+from recsys_pref.models.implicit_factors import ImplicitFactorModel, implicit_threads
 
 
 @dataclass(frozen=True)
@@ -77,7 +65,7 @@ GRID: list[dict[str, Any]] = [
     {"factors": 128, "regularization": 30.0, "alpha": 10.0},
 ]
 
-class ALS(Recommender):
+class ALS(ImplicitFactorModel):
     """Known users: user_factors[userid] @ item_factors.T.
 
     New users (fold-in): implicit's `recalculate_user`, the exact least-squares solve of one ALS
@@ -91,30 +79,17 @@ class ALS(Recommender):
 
     model: AlternatingLeastSquares | None = None
 
-    @property
-    def user_factors(self) -> np.ndarray:
-        assert self.model is not None
-        return self.model.user_factors
-
-    @property
-    def item_factors(self) -> np.ndarray:
-        assert self.model is not None
-        return self.model.item_factors
-
-    def _fit(self, user_items: sp.csr_matrix) -> None:
+    def _implicit_model(self) -> AlternatingLeastSquares:
         c = self.config
-        with implicit_threads():
-            model = AlternatingLeastSquares(
-                factors=c.factors,
-                regularization=c.regularization,
-                alpha=c.alpha,
-                iterations=c.iterations,
-                random_state=c.seed,
-                num_threads=c.num_threads,
-                dtype=np.float32,
-            )
-            model.fit(user_items, show_progress=False)
-        self.model = model
+        return AlternatingLeastSquares(
+            factors=c.factors,
+            regularization=c.regularization,
+            alpha=c.alpha,
+            iterations=c.iterations,
+            random_state=c.seed,
+            num_threads=c.num_threads,
+            dtype=np.float32,
+        )
 
     def fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
         """Factors (n, factors) of users with histories `user_items`, item factors frozen."""
@@ -124,7 +99,3 @@ class ALS(Recommender):
             return np.zeros((0, self.config.factors), np.float32)
         with implicit_threads():
             return np.asarray(self.model.recalculate_user(np.arange(n), user_items), dtype=np.float32)
-
-    def _score(self, user_items: sp.csr_matrix, userids: np.ndarray | None) -> np.ndarray:
-        users = self.user_factors[userids] if userids is not None else self.fold_in(user_items)
-        return np.asarray(users @ self.item_factors.T, dtype=np.float32)

@@ -32,8 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-from recsys_pref.models.als import implicit_threads
-from recsys_pref.models.base import Recommender
+from recsys_pref.models.implicit_factors import ImplicitFactorModel
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ def ridge_fold_in(
     return out
 
 
-class BPR(Recommender):
+class BPR(ImplicitFactorModel):
     """Known users: [u, 1] . [v_i, b_i] with the trained user vectors. New users: the ridge
     fold-in of the module docstring against the frozen item factors, then scored the same way."""
 
@@ -133,35 +132,21 @@ class BPR(Recommender):
     config_class: ClassVar[type] = BPRConfig
     grid: ClassVar[list[dict[str, Any]]] = GRID
 
-    model: BayesianPersonalizedRanking | None = None
+    model: BayesianPersonalizedRanking | None = None  # user factors (n_users, factors + 1) end
+    # in a constant 1, item factors (n_items, factors + 1) in the item bias
 
-    @property
-    def user_factors(self) -> np.ndarray:
-        """(n_users, factors + 1), last column the constant 1."""
-        assert self.model is not None
-        return self.model.user_factors
-
-    @property
-    def item_factors(self) -> np.ndarray:
-        """(n_items, factors + 1), last column the item bias."""
-        assert self.model is not None
-        return self.model.item_factors
-
-    def _fit(self, user_items: sp.csr_matrix) -> None:
+    def _implicit_model(self) -> BayesianPersonalizedRanking:
         c = self.config
-        with implicit_threads():
-            model = BayesianPersonalizedRanking(
-                factors=c.factors,
-                learning_rate=c.learning_rate,
-                regularization=c.regularization,
-                iterations=c.iterations,
-                random_state=c.seed,
-                num_threads=c.num_threads,
-                dtype=np.float32,
-                verify_negative_samples=True,
-            )
-            model.fit(user_items, show_progress=False)
-        self.model = model
+        return BayesianPersonalizedRanking(
+            factors=c.factors,
+            learning_rate=c.learning_rate,
+            regularization=c.regularization,
+            iterations=c.iterations,
+            random_state=c.seed,
+            num_threads=c.num_threads,
+            dtype=np.float32,
+            verify_negative_samples=True,
+        )
 
     def fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
         """User vectors (n, factors + 1) for histories `user_items`, the last coordinate 1."""
@@ -174,7 +159,3 @@ class BPR(Recommender):
             self.config.fold_in_regularization,
         )
         return np.hstack([w, np.ones((w.shape[0], 1))]).astype(np.float32)
-
-    def _score(self, user_items: sp.csr_matrix, userids: np.ndarray | None) -> np.ndarray:
-        users = self.user_factors[userids] if userids is not None else self.fold_in(user_items)
-        return np.asarray(users @ self.item_factors.T, dtype=np.float32)
