@@ -96,8 +96,8 @@ def evaluate(
 ) -> Evaluation:
     """Ranking and audit metrics of a fitted `model` on `held_out` users.
 
-    item_popularity: (n_items,) training counts for popularity lift (default: the model's
-    own inputs are unknown here, so held-out histories are used).
+    item_popularity: (n_items,) training counts for popularity lift (default: counts over
+    the held-out users' fold-in histories).
     item_categories: (n_items, C) row-normalised genre/persona mix, for diversity and
     calibration; omitted when None.
     """
