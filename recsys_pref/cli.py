@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from recsys_pref.bench.results import SUITES, write_result
 
@@ -20,11 +23,14 @@ def _add_dataset_options(parser: argparse.ArgumentParser, required: bool = True)
     group.add_argument("--timestamp-col", default="timestamp")
     group.add_argument("--positive-threshold", type=float, default=None,
                        help="ratings >= this are positives (default: 4 on MovieLens; every row of a file)")
+    group.add_argument("--synthetic", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help="an argument of the synthetic generator, e.g. --synthetic n_users=100000")
 
 
 def _load(args: argparse.Namespace):
     from recsys_pref.data import DATASET_DEFAULT, load_dataset
 
+    synthetic = dict(getattr(args, "synthetic", []))
     return load_dataset(
         args.dataset,
         data_dir=args.data_dir,
@@ -33,7 +39,16 @@ def _load(args: argparse.Namespace):
         rating_col=args.rating_col,
         timestamp_col=args.timestamp_col,
         positive_threshold=DATASET_DEFAULT if args.positive_threshold is None else args.positive_threshold,
+        **synthetic,
     )
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with VALUE parsed as a YAML scalar (so 512 is an int and 0.5 a float)."""
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -41,7 +56,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     dataset = _load(args)
     print(dataset.summary())
-    result = run_suite(args.suite, dataset, quick=args.quick, models=args.models, seeds=args.seeds)
+    result = run_suite(args.suite, dataset, quick=args.quick, models=args.models, seeds=args.seeds,
+                       budget=args.budget, overrides=dict(args.overrides))
     json_path, md_path = write_result(result, args.out)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
@@ -169,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a reduced run for tests")
     bench.add_argument("--models", nargs="+", default=None, help="models to include (default: the suite's own list)")
     bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3, or 1 with --quick)")
+    bench.add_argument("--budget", type=int, default=None,
+                       help="configurations tried per model (default: 8, or 2 with --quick)")
+    bench.add_argument("--set", dest="overrides", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help="fix a hyperparameter for every model that has it, e.g. --set accelerator=gpu")
     bench.set_defaults(handler=_cmd_bench)
     return parser
 

@@ -157,3 +157,31 @@ def test_positive_threshold_option_keeps_only_high_ratings(tmp_path: Path) -> No
     args = build_parser().parse_args(["bench", "accuracy", "--dataset", str(path), "--out", str(tmp_path),
                                       "--positive-threshold", "4"])
     assert _load(args).positives().height == 2
+
+
+def test_set_option_fixes_a_hyperparameter_for_every_model_that_has_it(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["bench", "accuracy", "--dataset", "synthetic", "--out", str(out), "--quick", "--budget", "1",
+                 "--models", "pref-linear", "popularity", "--set", "max_epochs=2", "--set", "hidden_dim=16"])
+    assert code == 0
+    rows = {row["model"]: row for row in strict_json((out / "accuracy.json").read_text(encoding="utf-8"))["rows"]}
+    assert rows["pref-linear"]["config"]["max_epochs"] == 2 and rows["pref-linear"]["config"]["hidden_dim"] == 16
+    assert rows["pref-linear"]["config"]["n_personas"] == 1  # still the preset underneath
+    assert rows["popularity"]["params"] == {}
+
+
+def test_set_option_naming_no_models_hyperparameter_exits_with_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["bench", "accuracy", "--dataset", "synthetic", "--out", str(tmp_path), "--quick",
+                 "--models", "popularity", "--set", "max_epochs=2"])
+    assert code == 2
+    assert "max_epochs" in capsys.readouterr().err
+
+
+def test_synthetic_option_sizes_the_generated_dataset(tmp_path: Path) -> None:
+    from recsys_pref.cli import _load, build_parser
+
+    args = build_parser().parse_args(["bench", "scale", "--dataset", "synthetic", "--out", str(tmp_path),
+                                      "--synthetic", "n_users=300", "--synthetic", "n_items=120"])
+    assert _load(args).to_csr().shape == (300, 120)

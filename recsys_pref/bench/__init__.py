@@ -1,6 +1,9 @@
 """Benchmark suites behind `recsys-pref bench SUITE`."""
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from recsys_pref.bench.results import BenchResult
 from recsys_pref.data.dataset import InteractionDataset
 
@@ -12,14 +15,28 @@ def run_suite(
     quick: bool = False,
     models: list[str] | None = None,
     seeds: int | None = None,
+    budget: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> BenchResult:
-    """Run benchmark `suite` on `dataset`; `quick` is the reduced run used by tests."""
+    """Run benchmark `suite` on `dataset`; `quick` is the reduced run used by tests.
+
+    budget: configurations tried per model (accuracy); overrides: hyperparameters fixed for
+    every model whose config has them (for example accelerator="gpu"), recorded in the result.
+    """
     if suite == "accuracy":
         from recsys_pref.bench.accuracy import BASELINE_NAMES, AccuracyBenchConfig, run_accuracy
 
         names = tuple(models) if models else BASELINE_NAMES
         config = AccuracyBenchConfig.quick(names) if quick else AccuracyBenchConfig(models=names)
-        if seeds is not None:
-            config = AccuracyBenchConfig(config.models, tuple(range(seeds)), config.budget)
+        config = replace(
+            config,
+            seeds=tuple(range(seeds)) if seeds is not None else config.seeds,
+            budget=budget if budget is not None else config.budget,
+            overrides=overrides or {},
+        )
         return run_accuracy(dataset, config)
+    if suite == "scale":
+        from recsys_pref.bench.scale import ScaleBenchConfig, run_scale
+
+        return run_scale(dataset, ScaleBenchConfig.quick() if quick else ScaleBenchConfig())
     raise NotImplementedError(f"bench suite {suite!r} is not available yet in this version")

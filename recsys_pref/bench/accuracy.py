@@ -11,7 +11,7 @@ the planted tastes (see evaluation.recovery).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -41,13 +41,16 @@ class AccuracyBenchConfig:
     """models: registry names; seeds: one split (and model seed) each; budget: configurations
     tried per model (on the first seed); tuning_metric: validation metric that picks the configuration
     (default ndcg@100, or ndcg@20 on a fixed split as in the papers that publish it);
-    protocol: None picks "fixed" when the dataset ships a split, else "strong"."""
+    protocol: None picks "fixed" when the dataset ships a split, else "strong"; overrides:
+    hyperparameters fixed for every model whose config has the field (the others ignore them),
+    applied on top of each grid entry, e.g. {"accelerator": "gpu"}."""
 
     models: tuple[str, ...] = BASELINE_NAMES
     seeds: tuple[int, ...] = (0, 1, 2)
     budget: int = 8
     tuning_metric: str | None = None
     protocol: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def quick(cls, models: tuple[str, ...] = BASELINE_NAMES) -> "AccuracyBenchConfig":
@@ -112,6 +115,18 @@ def aggregate(name: str, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
+def hyperparameter_names(name: str) -> set[str]:
+    """The config fields of model `name`."""
+    config_class = MODELS[name].config_class
+    return {item.name for item in fields(config_class)} if config_class is not None else set()
+
+
+def model_grid(name: str, overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """Model `name`'s grid with the overrides that its config has applied to every entry."""
+    applicable = {key: value for key, value in overrides.items() if key in hyperparameter_names(name)}
+    return [params | applicable for params in MODELS[name].grid] or [applicable]
+
+
 def benchmark_model(
     dataset: InteractionDataset, name: str, splits: dict[int, Split], config: AccuracyBenchConfig, metric: str, bar: tqdm
 ) -> dict[str, Any]:
@@ -120,7 +135,7 @@ def benchmark_model(
     tuning_split = next(iter(splits.values()))
     bar.set_postfix_str(f"tuning {name}")
     try:
-        tuning = tune(name, tuning_split, MODELS[name].grid, metric=metric, budget=config.budget, seed=tuning_split.seed)
+        tuning = tune(name, tuning_split, model_grid(name, config.overrides), metric=metric, budget=config.budget, seed=tuning_split.seed)
     except ModelTooLargeError as error:
         bar.update(1 + len(splits))
         return {"model": name, "skipped": str(error)}
@@ -138,6 +153,9 @@ def run_accuracy(dataset: InteractionDataset, config: AccuracyBenchConfig, progr
     unknown = [name for name in config.models if name not in MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; available: {', '.join(MODELS)}")
+    unused = [key for key in config.overrides if not any(key in hyperparameter_names(name) for name in config.models)]
+    if unused:
+        raise ValueError(f"override(s) {unused} are hyperparameters of none of the models {list(config.models)}")
     protocol = _protocol(dataset, config)
     metric = config.tuning_metric or ("ndcg@20" if protocol == "fixed" else "ndcg@100")
     splits = {seed: make_split(dataset, SplitConfig(protocol=protocol, seed=seed)) for seed in config.seeds}

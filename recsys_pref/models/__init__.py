@@ -28,8 +28,8 @@ MODELS: dict[str, type[Recommender]] = BASELINES | {cls.name: cls for cls in (Pe
 def make_model(name: str, **params: Any) -> Recommender:
     """An unfitted model `name` with hyperparameters `params` (the rest at their defaults).
 
-    Classes with a `config_class` get `config_class(**params)`; others are called as
-    `cls(**params)`. Unknown names and hyperparameters raise ValueError listing the valid ones.
+    The model starts from its own defaults (a persona variant from its preset) with `params`
+    overriding them. Unknown names and hyperparameters raise ValueError listing the valid ones.
     """
     try:
         cls = MODELS[name]
@@ -44,7 +44,7 @@ def make_model(name: str, **params: Any) -> Recommender:
         raise ValueError(
             f"{name} has no hyperparameter(s) {', '.join(unknown)}; valid: {', '.join(valid) or '(none)'}"
         )
-    return cls(config_class(**params))
+    return cls(**params)
 
 
 __all__ = [

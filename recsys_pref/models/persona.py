@@ -40,6 +40,7 @@ import copy
 import logging
 import warnings
 from dataclasses import dataclass, fields, replace
+from datetime import timedelta
 from typing import Any, ClassVar, Iterator, Literal
 
 import lightning as L
@@ -86,6 +87,8 @@ class PersonaConfig:
     weight_decay: AdamW decoupled weight decay on every weight.
     batch_size: users per step.
     max_epochs: upper bound on passes over the training users.
+    max_seconds: wall-clock budget of training in seconds (None: no limit); training stops
+        after the step that crosses it (the throughput benchmark trains to a time box).
     patience: epochs without a better validation NDCG@100 before stopping.
     loss: "multinomial" (softmax over the whole catalog, the default), "sampled_softmax"
         (each positive against `n_negatives` uniformly drawn items shared by the batch) or
@@ -139,6 +142,7 @@ class PersonaConfig:
     weight_decay: float = 0.0
     batch_size: int = 128
     max_epochs: int = 200
+    max_seconds: float | None = None
     patience: int = 20
     loss: Loss = "multinomial"
     n_negatives: int = 256
@@ -165,6 +169,8 @@ class PersonaConfig:
             problems.append(f"input_dropout must be in [0, 1), got {self.input_dropout}")
         if not 0 <= self.validation_share < 1:
             problems.append(f"validation_share must be in [0, 1), got {self.validation_share}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            problems.append(f"max_seconds must be > 0 or None, got {self.max_seconds}")
         if not self.learning_rate > 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
         for name in ("weight_decay", "base_distinctness", "prior_strength"):
@@ -344,8 +350,9 @@ class PersonaNetwork(nn.Module):
 class PersonaTraining(L.LightningModule):
     """The training loop: loss + regularisers per batch, NDCG@100 on validation users per epoch.
 
-    Training batches are dense histories (B, n_items); validation batches are (fold-in
-    (B, n_items) dense, targets CSR). `banned` (n_items,) marks items never seen in training,
+    Training batches are histories (B, n_items) as sparse COO tensors, densified on the
+    training device (a batch crosses to a GPU at the size of its positives); validation
+    batches are (fold-in (B, n_items) sparse COO tensor, targets scipy CSR). `banned` (n_items,) marks items never seen in training,
     which validation never ranks (as the evaluation protocol).
     """
 
@@ -355,7 +362,8 @@ class PersonaTraining(L.LightningModule):
         self.register_buffer("banned", banned)
         self._ndcg_sum, self._ndcg_users = 0.0, 0
 
-    def training_step(self, history: Tensor, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        history = batch.to_dense()  # (B, n_items), densified on the training device
         coefficients, prior_logits = self.network.encode(history)
         loss = self._data_loss(history, coefficients, prior_logits)
         if self.config.base_distinctness > 0:
@@ -391,7 +399,7 @@ class PersonaTraining(L.LightningModule):
         self._ndcg_sum, self._ndcg_users = 0.0, 0
 
     def validation_step(self, batch: tuple[Tensor, sp.csr_matrix], batch_idx: int) -> None:
-        fold_in, targets = batch
+        fold_in, targets = batch[0].to_dense(), batch[1]
         scores = self.network(fold_in).masked_fill((fold_in > 0) | self.banned, float("-inf"))
         values, top = scores.topk(min(VALIDATION_K, scores.shape[1]), dim=1)
         recommended = top.masked_fill(torch.isinf(values), -1).cpu().numpy()
@@ -449,6 +457,14 @@ def split_validation_users(
     return train_rows, val_rows, part(in_fold), part(~in_fold)
 
 
+def sparse_rows(rows: sp.csr_matrix) -> Tensor:
+    """A scipy CSR matrix (B, n_items) as a float32 torch sparse COO tensor of the same shape."""
+    coo = rows.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))  # (2, nnz)
+    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), size=rows.shape,
+                                   check_invariants=False)  # valid by construction
+
+
 @contextlib.contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Silence Lightning's info banners (GPU/TPU available, seed set) and its advice about
@@ -471,7 +487,8 @@ def quiet_lightning() -> Iterator[None]:
 def train_network(user_items: sp.csr_matrix, config: PersonaConfig) -> tuple[PersonaNetwork, dict[str, float]]:
     """Fit a PersonaNetwork on (n_users, n_items) positives; returns it (on the CPU, eval mode)
     and a summary: "best_epoch" (0-based epoch whose weights were kept; -1 without validation),
-    "epochs" (epochs run) and "val_ndcg@100" (at the best epoch; NaN without validation)."""
+    "epochs" (epochs run), "steps" (optimiser steps taken) and "val_ndcg@100" (at the best
+    epoch; NaN without validation)."""
     with quiet_lightning():
         L.seed_everything(config.seed, workers=True, verbose=False)
     rng = np.random.default_rng(config.seed)
@@ -482,19 +499,16 @@ def train_network(user_items: sp.csr_matrix, config: PersonaConfig) -> tuple[Per
     banned = torch.from_numpy(item_counts == 0)
     module = PersonaTraining(network, config, banned)
 
-    def dense(rows: sp.csr_matrix) -> Tensor:
-        return torch.from_numpy(rows.toarray())
-
     train_loader = DataLoader(
         range(train.shape[0]), batch_size=config.batch_size, shuffle=True,
-        generator=torch.Generator().manual_seed(config.seed), collate_fn=lambda rows: dense(train[rows]),
+        generator=torch.Generator().manual_seed(config.seed), collate_fn=lambda rows: sparse_rows(train[rows]),
     )
     callbacks: list[Callback] = []
     val_loader = None
     keep_best = KeepBestWeights()
     if len(val_rows):
         val_loader = DataLoader(
-            range(len(val_rows)), batch_size=SCORE_BATCH, collate_fn=lambda rows: (dense(fold_in[rows]), targets[rows])
+            range(len(val_rows)), batch_size=SCORE_BATCH, collate_fn=lambda rows: (sparse_rows(fold_in[rows]), targets[rows])
         )
         callbacks = [EarlyStopping(VALIDATION_METRIC, mode="max", patience=config.patience), keep_best]
     deterministic_before = (torch.are_deterministic_algorithms_enabled(),
@@ -502,6 +516,7 @@ def train_network(user_items: sp.csr_matrix, config: PersonaConfig) -> tuple[Per
     with quiet_lightning():
         trainer = L.Trainer(
             accelerator=config.accelerator, devices=1, max_epochs=config.max_epochs, logger=False,
+            max_time=None if config.max_seconds is None else timedelta(seconds=config.max_seconds),
             enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=config.progress,
             num_sanity_val_steps=0, callbacks=callbacks,
             deterministic=True if config.accelerator == "cpu" else "warn",
@@ -513,6 +528,7 @@ def train_network(user_items: sp.csr_matrix, config: PersonaConfig) -> tuple[Per
     if keep_best.best_state is not None:
         network.load_state_dict(keep_best.best_state)
     summary = {"best_epoch": float(keep_best.best_epoch), "epochs": float(trainer.current_epoch),
+               "steps": float(trainer.global_step),
                VALIDATION_METRIC: float(keep_best.best_score) if len(val_rows) else float("nan")}
     return network.cpu().eval(), summary
 
@@ -569,6 +585,7 @@ class PersonaRecommender(Recommender):
     """
 
     name: ClassVar[str] = "persona"
+    config_class: ClassVar[type | None] = PersonaConfig
     #: Tuning grids (subclasses): at most 8 configurations, the budget every model gets, the
     #: default first, K <= 64; drawn from the validation table in `PersonaConfig`.
     grid: ClassVar[list[dict[str, Any]]] = []
