@@ -27,7 +27,7 @@ class ScaleBenchConfig:
     """seconds: training time box per device; batch_size: users per step (the same on every
     device); gpu: also measure a GPU (skipped, with a row saying so, when none is present)."""
 
-    seconds: float = 90.0
+    seconds: float = 45.0
     batch_size: int = 512
     gpu: bool = True
 
