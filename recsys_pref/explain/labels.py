@@ -3,13 +3,31 @@
 Lift of tag t among a set S of items = share of S carrying t / share of the catalog carrying
 t. Tags carried by fewer than `min_support` items of S (default: 10% of S, at least 2) are
 ignored, so a few odd items of a rare tag (IMAX, say) cannot name a whole persona.
+
+Two things get labels (DESIGN.md, "Explanations and summaries"):
+- each shared base k, from its top items by r_k(i) (and its negative pole from its bottom
+  items, since users' coefficients are signed), with a few exemplar items;
+- each persona m of a user, from its own top items by rho_um(i) + b_i (the user's ranking if
+  that persona alone held the attention), together with its strongest bases.
+Only `eligible` items take part: items enough training users liked for their embedding to
+mean something (an item seen once has an embedding that is mostly initialisation noise).
+On `synthetic` the item tags are the planted "taste-k", so labels name planted tastes.
 """
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Iterable, Sequence
 
 import numpy as np
+import polars as pl
+
+from recsys_pref.explain.scoring import item_rewards
+from recsys_pref.models.persona import PersonaRecommender, PersonaState
+
+NO_LABEL = "–"
+IGNORED_TAGS = frozenset({"(no genres listed)"})
+TOP_ITEMS = 50  # items that define a base's or a persona's label
 
 
 def top_lift_tags(
@@ -35,4 +53,118 @@ def top_lift_tags(
 def label(item_tags: Sequence[Sequence[str]], items: np.ndarray, n_tags: int = 2) -> str:
     """A short label such as "Film-Noir & Mystery" ("–" when no tag has support)."""
     tags = top_lift_tags(item_tags, items, n_tags)
-    return " & ".join(tag for tag, _ in tags) if tags else "–"
+    return " & ".join(tag for tag, _ in tags) if tags else NO_LABEL
+
+
+def item_tag_lists(items: pl.DataFrame) -> list[list[str]]:
+    """Per item (rows of a dataset's `items` frame), its genres then its tags, without duplicates
+    (compared case-insensitively, so the tag "sci-fi" does not repeat the genre "Sci-Fi")."""
+    columns = [name for name in ("genres", "tags") if name in items.columns]
+    if not columns:
+        return [[] for _ in range(items.height)]
+    lists = zip(*(items[name].to_list() for name in columns))
+    return [_unique_tags(tag for part in parts for tag in (part or [])) for parts in lists]
+
+
+def _unique_tags(tags: Iterable[str]) -> list[str]:
+    """The first spelling of each tag (case-insensitive), in order, without IGNORED_TAGS."""
+    first: dict[str, str] = {}
+    for tag in tags:
+        if tag not in IGNORED_TAGS:
+            first.setdefault(tag.lower(), tag)
+    return list(first.values())
+
+
+def eligible_items(item_users: np.ndarray, min_users: int = 5) -> np.ndarray:
+    """(n_items,) bool: items liked by at least `min_users` training users (at least the 10% most
+    liked items when fewer than 50 items pass, so a small catalog still has labels)."""
+    item_users = np.asarray(item_users)
+    if item_users.ndim != 1 or item_users.size == 0:
+        raise ValueError(f"item_users must be a non-empty 1-D count per item, got shape {item_users.shape}")
+    mask = item_users >= min_users
+    if mask.sum() < min(TOP_ITEMS, item_users.size):
+        mask = item_users >= np.quantile(item_users, 0.9)
+    return mask & (item_users > 0)
+
+
+def _top(values: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n largest `values` (last axis) among eligible items, best first: (..., n)."""
+    masked = np.where(eligible, values, -np.inf)
+    n = min(n, int(eligible.sum()))
+    part = np.argpartition(-masked, n - 1, axis=-1)[..., :n]
+    order = np.argsort(-np.take_along_axis(masked, part, axis=-1), axis=-1, kind="stable")
+    return np.take_along_axis(part, order, axis=-1)
+
+
+@dataclass(frozen=True)
+class BaseLabel:
+    """One shared base k: `label` from its top items by r_k(i) (with each tag's lift in `tags`),
+    `exemplars` (item indices, strongest first), and `negative_label` from its bottom items."""
+
+    base: int
+    label: str
+    tags: list[tuple[str, float]]
+    exemplars: list[int]
+    negative_label: str
+
+
+def base_labels(
+    model: PersonaRecommender, item_tags: Sequence[Sequence[str]], eligible: np.ndarray,
+    n_top: int = TOP_ITEMS, n_exemplars: int = 5,
+) -> list[BaseLabel]:
+    """A label for each of the K bases (see the module docstring)."""
+    if len(item_tags) != len(eligible):
+        raise ValueError(f"{len(item_tags)} items have tags but the eligibility mask covers {len(eligible)}")
+    rewards = item_rewards(model).T  # (K, n_items)
+    top, bottom = _top(rewards, eligible, n_top), _top(-rewards, eligible, n_top)
+    return [
+        BaseLabel(k, label(item_tags, top[k]), top_lift_tags(item_tags, top[k]), top[k, :n_exemplars].tolist(),
+                  label(item_tags, bottom[k]))
+        for k in range(rewards.shape[0])
+    ]
+
+
+def base_strengths(model: PersonaRecommender, state: PersonaState, eligible: np.ndarray) -> np.ndarray:
+    """(n, M, K) signed strength of base k in persona m: c_umk times the spread (standard
+    deviation over eligible items) of r_k, i.e. how much base k moves that persona's reward."""
+    spread = item_rewards(model)[eligible].std(axis=0)  # (K,)
+    return state.coefficients * spread
+
+
+@dataclass(frozen=True)
+class PersonaDescription:
+    """Persona m of one user: `label` from its top items (`top_items`, indices, best first) and
+    `bases`: its strongest bases as (base, signed strength, the label of the pole it leans to)."""
+
+    persona: int
+    label: str
+    top_items: list[int]
+    bases: list[tuple[int, float, str]]
+
+
+def describe_personas(
+    model: PersonaRecommender, state: PersonaState, item_tags: Sequence[Sequence[str]], eligible: np.ndarray,
+    bases: Sequence[BaseLabel] | None = None, n_top: int = TOP_ITEMS, n_bases: int = 3,
+) -> list[list[PersonaDescription]]:
+    """Per user in `state`, a description of each persona (see the module docstring);
+    `bases` (from base_labels) adds the strongest bases' labels."""
+    rewards = item_rewards(model)  # (n_items, K)
+    bias = model.item_bias
+    strengths = base_strengths(model, state, eligible)  # (n, M, K)
+    described = []
+    for user in range(len(state)):
+        own_ranking = state.coefficients[user] @ rewards.T + bias  # (M, n_items): rho_um(i) + b_i
+        top = _top(own_ranking, eligible, n_top)
+        personas = []
+        for m in range(state.coefficients.shape[1]):
+            strongest = np.argsort(-np.abs(strengths[user, m]), kind="stable")[:n_bases]
+            pole = [
+                NO_LABEL if bases is None else (bases[k].label if strengths[user, m, k] >= 0 else bases[k].negative_label)
+                for k in strongest
+            ]
+            personas.append(PersonaDescription(
+                m, label(item_tags, top[m]), top[m].tolist(),
+                [(int(k), float(strengths[user, m, k]), name) for k, name in zip(strongest, pole)],
+            ))
+        described.append(personas)
+    return described
