@@ -109,16 +109,40 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         print(frame)
     else:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(args.out) if args.out.suffix == ".parquet" else frame.write_csv(args.out)
+        frame.write_parquet(args.out) if args.out.suffix == ".parquet" else _flat(frame).write_csv(args.out)
         print(f"wrote {frame.height} recommendations for {len(users)} users to {args.out}")
+    return 0
+
+
+def _flat(frame):
+    """List columns (because_you_liked) as ";"-joined text, since CSV has no lists."""
+    import polars as pl
+
+    lists = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.List)]
+    return frame.with_columns(pl.col(name).cast(pl.List(pl.String)).list.join(";") for name in lists)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from recsys_pref.pipeline import PersonaPipeline
+
+    pipeline = PersonaPipeline.load(args.model)
+    user = _as_known_type(args.user, pipeline)
+    item = _as_id(args.item, pipeline.item_ids)
+    print(pipeline.explain(user, item))
+    print(pipeline.summary(user))
     return 0
 
 
 def _as_known_type(user, pipeline):
     """Ids read as text match integer user ids when the model's ids are integers."""
-    if isinstance(user, str) and user not in pipeline.user_ids and user.lstrip("-").isdigit():
-        return int(user)
-    return user
+    return _as_id(user, pipeline.user_ids)
+
+
+def _as_id(value, ids):
+    """`value` read as text, as an int when `ids` (an IdMap) lacks the text but it is an integer."""
+    if isinstance(value, str) and value not in ids and value.lstrip("-").isdigit():
+        return int(value)
+    return value
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -170,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--unknown-users", choices=("error", "population"), default="error",
                            help="users without history: an error, or the population prior's recommendations")
     recommend.set_defaults(handler=_cmd_recommend)
+
+    explain = commands.add_parser("explain", help="why a saved model recommends an item to a user, and the user's summary")
+    explain.add_argument("--model", type=Path, required=True, help="artifact directory written by `fit`")
+    explain.add_argument("--user", required=True, help="a user id the model knows")
+    explain.add_argument("--item", required=True, help="an item id")
+    explain.set_defaults(handler=_cmd_explain)
 
     evaluate_parser = commands.add_parser("evaluate", help="fit one configured model on a split and report test metrics")
     _add_dataset_options(evaluate_parser)
