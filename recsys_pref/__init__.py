@@ -17,6 +17,7 @@ from recsys_pref.data import (  # noqa: E402
     make_synthetic,
 )
 from recsys_pref.evaluation.evaluate import Evaluation, evaluate  # noqa: E402
+from recsys_pref.explain.control import Control  # noqa: E402
 from recsys_pref.models import (  # noqa: E402
     ALS,
     BPR,
@@ -37,7 +38,7 @@ from recsys_pref.models.artifact import ArtifactError  # noqa: E402
 from recsys_pref.pipeline import PersonaPipeline  # noqa: E402
 
 __all__ = [
-    "ALS", "BPR", "EASE", "MODELS", "AmpCF", "ArtifactError", "Evaluation", "HeldOut", "IdMap",
+    "ALS", "BPR", "Control", "EASE", "MODELS", "AmpCF", "ArtifactError", "Evaluation", "HeldOut", "IdMap",
     "InteractionDataset", "ItemKNN", "PersonaConfig", "PersonaModel", "PersonaPipeline",
     "PersonaRecommender", "PersonaState", "Popularity", "PrefLinear", "Recommender", "Split",
     "SplitConfig", "UnknownIdError", "evaluate", "from_frame", "load_dataset", "make_model",
