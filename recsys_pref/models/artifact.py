@@ -3,6 +3,7 @@
 Layout of DIR:
     arrays.safetensors   every array (weights, id maps as strings are JSON, not arrays)
     meta.json            kind, config, library version, id maps, anything JSON-serialisable
+    other files          optional opaque files named by the writer (a FAISS index, ...)
     MANIFEST.json        sha256 of each file above: `load_artifact` refuses a mismatch
 
 `save_artifact` writes into a fresh temporary sibling directory and swaps it in with
@@ -15,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class Artifact:
     arrays: dict[str, np.ndarray]
     meta: dict[str, Any]
     library_version: str
+    files: dict[str, bytes] = field(default_factory=dict)  # the optional opaque files, by name
 
 
 def _sha256(path: Path) -> str:
@@ -51,8 +53,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_artifact(directory: Path, kind: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
-    """Atomically write (or replace) the artifact at `directory`."""
+def save_artifact(
+    directory: Path, kind: str, arrays: dict[str, np.ndarray], meta: dict[str, Any], files: dict[str, bytes] | None = None
+) -> Path:
+    """Atomically write (or replace) the artifact at `directory`; `files` are extra opaque files
+    (plain names such as "index.faiss"), hashed in the manifest like the others."""
+    files = files or {}
+    bad = [name for name in files if name in (ARRAYS_FILE, META_FILE, MANIFEST_FILE) or Path(name).name != name
+           or name.startswith(".")]
+    if bad:
+        raise ValueError(f"artifact file names must be plain and not reserved, got {bad}")
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.saving-"))
@@ -60,7 +70,9 @@ def save_artifact(directory: Path, kind: str, arrays: dict[str, np.ndarray], met
         save_file({name: np.ascontiguousarray(value) for name, value in arrays.items()}, str(staging / ARRAYS_FILE))
         document = {"format_version": FORMAT_VERSION, "kind": kind, "library_version": __version__, "meta": meta}
         (staging / META_FILE).write_text(json.dumps(document, indent=2, default=_to_json), encoding="utf-8")
-        manifest = {name: _sha256(staging / name) for name in (ARRAYS_FILE, META_FILE)}
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        manifest = {name: _sha256(staging / name) for name in (ARRAYS_FILE, META_FILE, *files)}
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         _swap_in(staging, directory)
     except BaseException:
@@ -99,7 +111,10 @@ def load_artifact(directory: Path, expected_kind: str | None = None) -> Artifact
         manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ArtifactError(f"{directory / MANIFEST_FILE} is not valid JSON: {error}") from error
-    for name in (ARRAYS_FILE, META_FILE):
+    extra = [name for name in manifest if name not in (ARRAYS_FILE, META_FILE)]
+    for name in (ARRAYS_FILE, META_FILE, *extra):
+        if not (directory / name).is_file() or Path(name).name != name:
+            raise ArtifactError(f"model artifact {directory} is incomplete: missing {name} (listed in {MANIFEST_FILE})")
         if manifest.get(name) != _sha256(directory / name):
             raise ArtifactError(f"model artifact {directory} is corrupted: {name} does not match its hash in {MANIFEST_FILE}")
     document = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
@@ -111,7 +126,8 @@ def load_artifact(directory: Path, expected_kind: str | None = None) -> Artifact
         arrays = load_file(str(directory / ARRAYS_FILE))
     except SafetensorError as error:
         raise ArtifactError(f"cannot read {directory / ARRAYS_FILE}: {error}") from error
-    return Artifact(document["kind"], arrays, document["meta"], document["library_version"])
+    files = {name: (directory / name).read_bytes() for name in extra}
+    return Artifact(document["kind"], arrays, document["meta"], document["library_version"], files)
 
 
 def _to_json(value: Any) -> Any:

@@ -1,0 +1,236 @@
+"""`recsys-pref bench retrieval`: certified candidate retrieval against exhaustive scoring.
+
+Per catalog, every method answers the same users' top-K with the same excluded items:
+"exhaustive" scores every item (the reference), "certified" (a Flat index: exact lists),
+"hnsw", "ivf-flat" and "ivf-pq" (approximate lists, certified relative to what they return,
+see `retrieval.certified`). Rows report recall@K against exhaustive scoring, the share of
+users certified by the bound and the share that fell back to exhaustive scoring, the items
+scored exactly per user (rescoring, all rounds) and the inner products the index computed
+per user, users per second, the index's build seconds and bytes. A reference row times
+implicit's ALS `recommend` on the same catalog size and factor count (item factors = the
+catalog's item embeddings, user factors = each user's first persona query; its values do not
+change its speed), and every method's speed is also given as a ratio against it.
+
+Catalogs. On a named dataset the persona model is fitted on all its positives and the users
+are its users, their histories excluded: the serving situation. Recall here measures
+fidelity to exhaustive scoring on the same users, not accuracy, so fitting on them is right.
+On "synthetic" the catalogs (100k and 1M items by default) are drawn from a trained model's
+item vectors (see `retrieval.synthetic_catalog` for why and how), with held-out users.
+
+Threads: every library runs with `threads` threads (faiss.omp_set_num_threads,
+torch.set_num_threads, implicit's num_threads and the BLAS pool).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterator
+
+import faiss
+import numpy as np
+import scipy.sparse as sp
+import torch
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from recsys_pref.bench.results import BenchResult
+from recsys_pref.data.dataset import InteractionDataset
+from recsys_pref.models.persona import PersonaConfig, PersonaRecommender, PersonaState
+from recsys_pref.retrieval.certified import (
+    CertifiedConfig,
+    PersonaCatalog,
+    certified_top_k,
+    exhaustive_top_k,
+)
+from recsys_pref.retrieval.index import CandidateIndex, IndexConfig, stored_width
+from recsys_pref.retrieval.synthetic_catalog import SourceConfig, expand_catalog, fit_source, seen_items
+
+TABLE_COLUMNS = ["catalog", "n_items", "method", "index", "recall@10", "certified_share", "fallback_share",
+                 "scored_per_user", "scored_reduction", "index_distances_per_user", "users_per_s",
+                 "users_per_s_vs_als", "build_s", "index_bytes"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A retrieval method: an index and its first list length. In the factory "{nlist}" becomes
+    the IVF cell count for the catalog (about 4 sqrt(n_items), rounded to a power of two) and
+    "{pq}" the product quantizer's sub-vectors (one per 2 stored floats)."""
+
+    name: str
+    factory: str
+    ef_search: int = 128
+    nprobe: int = 32
+    candidates: int = 64
+
+    def index_config(self, n_items: int, dim: int) -> IndexConfig:
+        """The index for a catalog of n_items items of dimension d = `dim`."""
+        nlist = int(2 ** round(np.log2(max(4 * np.sqrt(n_items), 16))))
+        pq = stored_width(dim, IndexConfig().mips_as_l2) // 2
+        return IndexConfig(factory=self.factory.format(nlist=nlist, pq=pq), ef_search=self.ef_search, nprobe=self.nprobe)
+
+
+#: Settings picked on the 100k synthetic catalog to reach recall@10 >= 0.99 (HNSW efSearch 512;
+#: IVF nprobe 128 of ~1024 cells); BENCHMARKS.md ("Retrieval") shows the sweep.
+DEFAULT_METHODS = (
+    Method("certified", "Flat"),
+    Method("hnsw", "HNSW32", ef_search=512),
+    Method("ivf-flat", "IVF{nlist},Flat", nprobe=128),
+    Method("ivf-pq", "IVF{nlist},PQ{pq}x4fs", nprobe=128, candidates=256),
+)
+
+
+@dataclass(frozen=True)
+class RetrievalBenchConfig:
+    """k: list length (recall@k); users: query users per catalog; threads: for every library;
+    methods: the indexes compared with exhaustive scoring; certified: widening settings
+    (its `candidates` is each method's own); catalog_sizes: synthetic catalogs' items;
+    bandwidth: their kernel-density bandwidth; source: the model they are derived from;
+    model: the persona model fitted on a named dataset; seen_per_user: excluded items per
+    synthetic user."""
+
+    k: int = 10
+    users: int = 500
+    threads: int = 1
+    methods: tuple[Method, ...] = DEFAULT_METHODS
+    certified: CertifiedConfig = CertifiedConfig()
+    catalog_sizes: tuple[int, ...] = (100_000, 1_000_000)
+    bandwidth: float = 0.5
+    source: SourceConfig = SourceConfig()
+    model: PersonaConfig = PersonaConfig(max_epochs=60, patience=10, progress=False)
+    seen_per_user: int = 20
+
+    @classmethod
+    def quick(cls) -> "RetrievalBenchConfig":
+        """The reduced run for tests: a tiny model, one 20k catalog, 40 users, light indexes."""
+        tiny = PersonaConfig(n_bases=8, embedding_dim=8, hidden_dim=32, max_epochs=3, patience=2, progress=False)
+        methods = (Method("certified", "Flat"), Method("hnsw", "HNSW16", ef_search=64),
+                   Method("ivf-flat", "IVF{nlist},Flat", nprobe=16), Method("ivf-pq", "IVF{nlist},PQ{pq}x4fs", nprobe=16))
+        return cls(users=40, methods=methods, catalog_sizes=(20_000,), model=tiny,
+                   source=SourceConfig(n_users=300, n_items=200, tastes=4, taste_dim=8, density=0.05,
+                                       query_users=60, model=tiny))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One catalog and its users: states (n, M, K) and excluded items (n, n_items)."""
+
+    name: str
+    catalog: PersonaCatalog
+    users: PersonaState
+    exclude: sp.csr_matrix
+
+
+def run_retrieval(dataset: InteractionDataset, config: RetrievalBenchConfig | None = None) -> BenchResult:
+    """The suite (module docstring) on `dataset`; "synthetic" means the derived catalogs."""
+    config = config or RetrievalBenchConfig()
+    rows: list[dict[str, Any]] = []
+    with _threads(config.threads):
+        for workload in _workloads(dataset, config):
+            rows += _catalog_rows(workload, config)
+    protocol = ("synthetic catalogs from a trained model's item vectors, held-out users" if dataset.name == "synthetic"
+                else "persona model fitted on all positives, its users with their histories excluded")
+    return BenchResult("retrieval", dataset.name, protocol, _plain_config(config), rows, columns=TABLE_COLUMNS)
+
+
+def _workloads(dataset: InteractionDataset, config: RetrievalBenchConfig) -> Iterator[Workload]:
+    if dataset.name == "synthetic":
+        source = fit_source(config.source)
+        users = _first(source.users, config.users)
+        for n_items in config.catalog_sizes:
+            catalog = expand_catalog(source.catalog, n_items, config.bandwidth, seed=config.source.seed)
+            exclude = seen_items(catalog, len(users), config.seen_per_user, seed=config.source.seed)
+            yield Workload(f"synthetic-{_short(n_items)}", catalog, users, exclude)
+        return
+    histories = dataset.to_csr()
+    model = PersonaRecommender(config.model).fit(histories)
+    active = np.flatnonzero(np.diff(histories.indptr) > 0)[: config.users]
+    yield Workload(dataset.name, PersonaCatalog.from_model(model), model.fold_in(histories[active]), histories[active])
+
+
+def _catalog_rows(workload: Workload, config: RetrievalBenchConfig) -> list[dict[str, Any]]:
+    catalog, users, exclude, k = workload.catalog, workload.users, workload.exclude, config.k
+    n_users = len(users)
+    base = {"catalog": workload.name, "n_items": catalog.n_items}
+    catalog.rewards  # computed once, outside every timing
+    start = time.perf_counter()
+    truth, _ = exhaustive_top_k(catalog, users, k, exclude)
+    exhaustive_s = time.perf_counter() - start
+    als_s = _time_als(catalog, users, exclude, k, config.threads)
+    rows = [
+        base | {"method": "exhaustive", "index": "-", "recall@10": 1.0, "certified_share": float("nan"),
+                "fallback_share": float("nan"), "scored_per_user": float(catalog.n_items), "scored_reduction": 1.0,
+                "index_distances_per_user": 0.0, "users_per_s": n_users / exhaustive_s,
+                "users_per_s_vs_als": als_s / exhaustive_s, "build_s": 0.0, "index_bytes": catalog.rewards.nbytes},
+        base | {"method": "implicit-als", "index": "-", "recall@10": float("nan"), "certified_share": float("nan"),
+                "fallback_share": float("nan"), "scored_per_user": float(catalog.n_items), "scored_reduction": 1.0,
+                "index_distances_per_user": 0.0, "users_per_s": n_users / als_s, "users_per_s_vs_als": 1.0,
+                "build_s": 0.0, "index_bytes": catalog.item_embeddings.nbytes},
+    ]
+    for method in tqdm(config.methods, desc=f"retrieval {workload.name}", leave=False):
+        start = time.perf_counter()
+        index_config = method.index_config(catalog.n_items, catalog.item_embeddings.shape[1])
+        index = CandidateIndex.build(catalog.item_embeddings, catalog.item_bias, index_config)
+        build_s = time.perf_counter() - start
+        certified = replace(config.certified, candidates=method.candidates,
+                            max_candidates=max(method.candidates, config.certified.max_candidates))
+        start = time.perf_counter()
+        result = certified_top_k(index, catalog, users, k, exclude, certified)
+        seconds = time.perf_counter() - start
+        scored = float(result.scored.mean())
+        rows.append(base | {
+            "method": method.name, "index": index.factory, "recall@10": recall(result.ids, truth),
+            "certified_share": result.certified_share, "fallback_share": float(result.fallback.mean()),
+            "scored_per_user": scored, "scored_reduction": catalog.n_items / scored,
+            "index_distances_per_user": index.distance_count / n_users, "users_per_s": n_users / seconds,
+            "users_per_s_vs_als": als_s / seconds, "build_s": build_s, "index_bytes": index.memory_bytes,
+        })
+    return rows
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each row of truth (n, k) (ids, -1 = none) that found (n, k) contains;
+    rows of truth without any item are skipped."""
+    shares = [np.isin(t[t >= 0], f).mean() for f, t in zip(found, truth) if (t >= 0).any()]
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def _time_als(catalog: PersonaCatalog, users: PersonaState, exclude: sp.csr_matrix, k: int, threads: int) -> float:
+    """Seconds implicit's ALS `recommend` takes for these users on a catalog of the same size and
+    factor count, seen items filtered (the throughput reference)."""
+    als = AlternatingLeastSquares(factors=catalog.item_embeddings.shape[1], num_threads=threads)
+    als.item_factors = catalog.item_embeddings
+    als.user_factors = np.ascontiguousarray(catalog.queries(users)[:, 0])
+    start = time.perf_counter()
+    als.recommend(np.arange(len(users)), exclude, N=k, filter_already_liked_items=True)
+    return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """faiss, torch and the BLAS pool limited to `n` threads; torch's and faiss's settings restored after."""
+    torch_threads, faiss_threads = torch.get_num_threads(), faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(torch_threads)
+        faiss.omp_set_num_threads(faiss_threads)
+
+
+def _first(state: PersonaState, n: int) -> PersonaState:
+    return PersonaState(state.coefficients[:n], state.prior_logits[:n])
+
+
+def _short(n: int) -> str:
+    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def _plain_config(config: RetrievalBenchConfig) -> dict[str, Any]:
+    plain = asdict(config)
+    plain["methods"] = [asdict(method) for method in config.methods]
+    return plain
+
