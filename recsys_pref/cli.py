@@ -57,7 +57,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     dataset = _load(args)
     print(dataset.summary())
     result = run_suite(args.suite, dataset, quick=args.quick, models=args.models, seeds=args.seeds,
-                       budget=args.budget, overrides=dict(args.overrides))
+                       budget=args.budget, overrides=dict(args.overrides), sweep=args.sweep)
     json_path, md_path = write_result(result, args.out)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
@@ -219,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="configurations tried per model (default: 8, or 2 with --quick)")
     bench.add_argument("--set", dest="overrides", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="fix a hyperparameter for every model that has it, e.g. --set accelerator=gpu")
+    bench.add_argument("--sweep", action="store_true",
+                       help="accuracy: the persona model over M x K x tau on validation users")
     bench.set_defaults(handler=_cmd_bench)
     return parser
 

@@ -185,3 +185,15 @@ def test_synthetic_option_sizes_the_generated_dataset(tmp_path: Path) -> None:
     args = build_parser().parse_args(["bench", "scale", "--dataset", "synthetic", "--out", str(tmp_path),
                                       "--synthetic", "n_users=300", "--synthetic", "n_items=120"])
     assert _load(args).to_csr().shape == (300, 120)
+
+
+def test_quick_sweep_reports_validation_metrics_for_each_persona_configuration(tmp_path: Path) -> None:
+    code = main(["bench", "accuracy", "--sweep", "--dataset", "synthetic", "--out", str(tmp_path), "--quick",
+                 "--set", "max_epochs=2", "--set", "hidden_dim=16"])
+    assert code == 0
+    document = strict_json((tmp_path / "accuracy.json").read_text(encoding="utf-8"))
+    assert "validation" in document["protocol"]
+    configurations = [(row["n_personas"], row["n_bases"], row["temperature"]) for row in document["rows"]]
+    assert configurations == [(1, 8, 1.0), (2, 8, 1.0), (2, 8, 3.0)]
+    for row in document["rows"]:
+        assert 0 < row["val_ndcg@100"] <= 1 and row["state_bytes"] == row["n_personas"] * (row["n_bases"] + 1) * 4

@@ -17,14 +17,18 @@ def run_suite(
     seeds: int | None = None,
     budget: int | None = None,
     overrides: dict[str, Any] | None = None,
+    sweep: bool = False,
 ) -> BenchResult:
     """Run benchmark `suite` on `dataset`; `quick` is the reduced run used by tests.
 
     budget: configurations tried per model (accuracy); overrides: hyperparameters fixed for
-    every model whose config has them (for example accelerator="gpu"), recorded in the result.
+    every model whose config has them (for example accelerator="gpu"), recorded in the result;
+    sweep: the accuracy suite's persona (M, K, tau) sweep on validation users instead.
     """
     if suite == "accuracy":
-        from recsys_pref.bench.accuracy import BASELINE_NAMES, AccuracyBenchConfig, run_accuracy
+        from recsys_pref.bench.accuracy import (
+            BASELINE_NAMES, AccuracyBenchConfig, run_accuracy, run_sweep, sweep_grid,
+        )
 
         names = tuple(models) if models else BASELINE_NAMES
         config = AccuracyBenchConfig.quick(names) if quick else AccuracyBenchConfig(models=names)
@@ -34,7 +38,13 @@ def run_suite(
             budget=budget if budget is not None else config.budget,
             overrides=overrides or {},
         )
+        if sweep:
+            return run_sweep(dataset, config, sweep_grid((1, 2), (8,), (1.0, 3.0)) if quick else None)
         return run_accuracy(dataset, config)
+    if suite == "retrieval":
+        from recsys_pref.bench.retrieval import RetrievalBenchConfig, run_retrieval
+
+        return run_retrieval(dataset, RetrievalBenchConfig.quick() if quick else RetrievalBenchConfig())
     if suite == "scale":
         from recsys_pref.bench.scale import ScaleBenchConfig, run_scale
 

@@ -148,6 +148,59 @@ def benchmark_model(
     return aggregate(name, per_seed) | {"params": tuning.best_params, "config": per_seed[0]["params"]}
 
 
+SWEEP_PERSONAS = (1, 2, 3, 4)
+SWEEP_BASES = (8, 16, 32, 64)
+SWEEP_TEMPERATURES = (0.3, 1.0, 3.0)
+SWEEP_COLUMNS = ["model", "n_personas", "n_bases", "temperature", "val_ndcg@100", "val_recall@20", "state_bytes",
+                 "fit_s"]
+
+
+def sweep_grid(
+    personas: tuple[int, ...] = SWEEP_PERSONAS,
+    bases: tuple[int, ...] = SWEEP_BASES,
+    temperatures: tuple[float, ...] = SWEEP_TEMPERATURES,
+) -> list[dict[str, Any]]:
+    """Every (M, K, tau); with one persona the attention is 1 whatever tau is, so M = 1
+    appears once per K (at tau = 1)."""
+    return [
+        {"n_personas": n_personas, "n_bases": n_bases, "temperature": temperature}
+        for n_personas in personas
+        for n_bases in bases
+        for temperature in (temperatures if n_personas > 1 else (1.0,))
+    ]
+
+
+def run_sweep(
+    dataset: InteractionDataset,
+    config: AccuracyBenchConfig,
+    grid: list[dict[str, Any]] | None = None,
+    progress: bool = True,
+) -> BenchResult:
+    """The persona model at every (M, K, tau) of `grid` (default: `sweep_grid()`), fitted on
+    each seed's `val_train` and measured on its validation users (never the test users: this
+    is the table a configuration is chosen from). One row per configuration, mean over seeds."""
+    protocol = _protocol(dataset, config)
+    splits = [make_split(dataset, SplitConfig(protocol=protocol, seed=seed)) for seed in config.seeds]
+    grid = [params | config.overrides for params in (grid or sweep_grid())]
+    rows = []
+    with tqdm(total=len(grid) * len(splits), desc=f"persona sweep on {dataset.name}", disable=not progress) as bar:
+        for params in grid:
+            per_seed = []
+            for split in splits:
+                model = build_model("persona", params, split.seed)
+                started = time.perf_counter()
+                model.fit(split.val_train)
+                fit_s = time.perf_counter() - started
+                result = evaluate(model, split.val, catalog=split.catalog, recall_denominator=split.recall_denominator)
+                per_seed.append({"val_ndcg@100": result.metrics["ndcg@100"], "val_recall@20": result.metrics["recall@20"],
+                                 "state_bytes": float(model.state_bytes), "fit_s": fit_s})
+                bar.update()
+            rows.append(aggregate("persona", per_seed) | {key: params[key] for key in SWEEP_COLUMNS[1:4]})
+    return BenchResult(suite="accuracy", dataset=dataset.name, protocol=f"{protocol}, validation users (sweep)",
+                       config=asdict(config) | {"sweep": grid, "dataset_summary": dataset.summary()},
+                       rows=rows, columns=SWEEP_COLUMNS)
+
+
 def run_accuracy(dataset: InteractionDataset, config: AccuracyBenchConfig, progress: bool = True) -> BenchResult:
     """The accuracy suite on `dataset`: one row per model (see module docstring)."""
     unknown = [name for name in config.models if name not in MODELS]
