@@ -36,6 +36,7 @@ from recsys_pref.models import (  # noqa: E402
 )
 from recsys_pref.models.artifact import ArtifactError  # noqa: E402
 from recsys_pref.pipeline import PersonaPipeline  # noqa: E402
+from recsys_pref.retrieval import CandidateIndex, CertifiedConfig, IndexConfig, RetrievalConfig  # noqa: E402
 
 __all__ = [
     "ALS", "BPR", "Control", "EASE", "MODELS", "AmpCF", "ArtifactError", "Evaluation", "HeldOut", "IdMap",
@@ -43,4 +44,5 @@ __all__ = [
     "PersonaRecommender", "PersonaState", "Popularity", "PrefLinear", "Recommender", "Split",
     "SplitConfig", "UnknownIdError", "evaluate", "from_frame", "load_dataset", "make_model",
     "make_split", "make_synthetic",
+    "CandidateIndex", "CertifiedConfig", "IndexConfig", "RetrievalConfig",
 ]
