@@ -14,6 +14,7 @@ import yaml
 from scipy.optimize import linear_sum_assignment
 
 from recsys_pref.data import make_synthetic
+from recsys_pref.models import make_model
 from recsys_pref.models.persona import (
     AmpCF,
     PersonaConfig,
@@ -295,3 +296,43 @@ def test_unfitted_model_raises() -> None:
 
     with pytest.raises(NotFittedError):
         PersonaModel().fold_in(tiny_matrix())
+
+
+def test_warm_start_kmeans_finds_well_separated_clusters() -> None:
+    from recsys_pref.models.warm_start import kmeans
+
+    rng = np.random.default_rng(0)
+    points = np.vstack([rng.normal(loc, 0.05, size=(30, 2)) for loc in ([0, 0], [5, 5], [0, 5])])
+    centres = kmeans(points, 3, rng)
+    assert sorted(map(tuple, np.round(centres).astype(int).tolist())) == [(0, 0), (0, 5), (5, 5)]
+
+
+def test_warm_start_bases_are_orthonormal_and_led_by_the_main_direction() -> None:
+    from recsys_pref.models.warm_start import principal_bases
+
+    rng = np.random.default_rng(0)
+    users = rng.normal(size=(200, 1)) * np.array([[3.0, 0.0, 0.0]]) + rng.normal(scale=0.1, size=(200, 3))
+    bases = principal_bases(users, 5, rng)  # K = 5 > d = 3: completed with random directions
+    assert bases.shape == (5, 3)
+    assert abs(abs(bases[0, 0]) - 1) < 1e-2
+    np.testing.assert_allclose(np.linalg.norm(bases, axis=1), 1, atol=1e-6)
+    np.testing.assert_allclose(bases[:3] @ bases[:3].T, np.eye(3), atol=1e-6)
+
+
+def test_warm_start_initialises_items_from_als_and_personas_from_user_clusters() -> None:
+    from recsys_pref.models.warm_start import als_warm_start
+
+    user_items = make_synthetic(n_users=300, n_items=120, seed=1).to_csr()
+    start = als_warm_start(user_items, n_personas=2, n_bases=8, embedding_dim=8, identity_bases=False, seed=0)
+    assert start.item_embeddings.shape == (120, 8) and start.bases.shape == (8, 8)
+    assert start.persona_coefficients.shape == (2, 8)
+    assert np.isclose(np.linalg.norm(start.item_embeddings, axis=1).mean(), 1, atol=1e-4)
+    assert not np.allclose(start.persona_coefficients[0], start.persona_coefficients[1])
+
+
+def test_warm_started_model_trains_and_keeps_identity_bases_for_amp_cf() -> None:
+    user_items = make_synthetic(n_users=300, n_items=120, seed=1).to_csr()
+    model = make_model("amp-cf", embedding_dim=8, n_bases=8, warm_start=True, max_epochs=2, progress=False)
+    model.fit(user_items)
+    np.testing.assert_array_equal(model.bases, np.eye(8, dtype=np.float32))
+    assert np.isfinite(model.score(user_items[:5])).all()

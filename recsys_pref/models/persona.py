@@ -54,6 +54,7 @@ from torch.utils.data import DataLoader
 
 from recsys_pref.evaluation.metrics import ndcg_at_k
 from recsys_pref.models.base import NotFittedError, Recommender, check_user_items
+from recsys_pref.models.warm_start import als_warm_start, apply_warm_start
 
 Loss = Literal["multinomial", "sampled_softmax", "bpr"]
 LOSSES: tuple[str, ...] = ("multinomial", "sampled_softmax", "bpr")
@@ -77,6 +78,9 @@ class PersonaConfig:
         small tau makes attention pick the persona that likes the item most (a max), large
         tau makes it follow the prior pi_u (a fixed mixture).
     identity_bases: fix P = I (K = d, not trained): AMP-CF, personas live in item space.
+
+    warm_start: initialise item embeddings, bases and the encoder's default personas from
+        implicit's ALS fitted on the same data (see models.warm_start); off by default.
 
     Encoder (the user state; see the module docstring)
     hidden_dim: width of the tanh hidden layer (Mult-DAE uses 600).
@@ -136,6 +140,7 @@ class PersonaConfig:
     embedding_dim: int = 64
     temperature: float = 1.0
     identity_bases: bool = False
+    warm_start: bool = False
     hidden_dim: int = 600
     input_dropout: float = 0.5
     learning_rate: float = 1e-3
@@ -496,6 +501,9 @@ def train_network(user_items: sp.csr_matrix, config: PersonaConfig) -> tuple[Per
     train = user_items[train_rows]
     item_counts = np.diff(train.tocsc().indptr)
     network = PersonaNetwork(item_counts, config)
+    if config.warm_start:
+        apply_warm_start(network, als_warm_start(train, config.n_personas, config.n_bases, config.embedding_dim,
+                                                 config.identity_bases, config.seed))
     banned = torch.from_numpy(item_counts == 0)
     module = PersonaTraining(network, config, banned)
 
