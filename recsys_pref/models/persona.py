@@ -55,6 +55,7 @@ from torch.utils.data import DataLoader
 from recsys_pref.evaluation.metrics import ndcg_at_k
 from recsys_pref.models.base import NotFittedError, Recommender, check_user_items
 from recsys_pref.models.warm_start import als_warm_start, apply_warm_start
+from recsys_pref.models.state_bounds import StateBounds, bound_state
 
 Loss = Literal["multinomial", "sampled_softmax", "bpr"]
 LOSSES: tuple[str, ...] = ("multinomial", "sampled_softmax", "bpr")
@@ -103,6 +104,15 @@ class PersonaConfig:
         (pushes bases toward distinct directions so each can carry its own label).
     prior_strength: weight of the mean squared distance of user states from the batch mean
         (shrinks users toward the population, a safeguard against extreme states).
+
+    State bounds (safeguards against echo chambers; models.state_bounds; all 0 = off, which
+    leaves every result bit-identical). Applied where the encoder produces the state, so
+    training, fold-in and scoring all see the bounded state:
+    state_shrinkage: s in [0, 1], each state becomes (1 - s) state + s prior, the prior being
+        the encoder's state for an empty history (the population prior before any evidence).
+    min_persona_entropy: floor in [0, 1] on the entropy of softmax(pi_u), as a share of log M.
+    min_base_entropy: floor in [0, 1] on the entropy of each persona's base weights
+        c_mk^2 / |c_m|^2, as a share of log K.
 
     Procedure
     validation_share: share of training users held out inside fit for early stopping (0
@@ -153,6 +163,9 @@ class PersonaConfig:
     n_negatives: int = 256
     base_distinctness: float = 0.0
     prior_strength: float = 0.0
+    state_shrinkage: float = 0.0
+    min_persona_entropy: float = 0.0
+    min_base_entropy: float = 0.0
     validation_share: float = 0.1
     seed: int = 0
     accelerator: str = "cpu"
@@ -181,6 +194,9 @@ class PersonaConfig:
         for name in ("weight_decay", "base_distinctness", "prior_strength"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("state_shrinkage", "min_persona_entropy", "min_base_entropy"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.loss not in LOSSES:
             problems.append(
                 f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r} (pairwise answers: use bradley_terry_loss)"
@@ -192,6 +208,11 @@ class PersonaConfig:
     def state_size(self) -> int:
         """Numbers per user: M * (K + 1)."""
         return self.n_personas * (self.n_bases + 1)
+
+    @property
+    def state_bounds(self) -> StateBounds:
+        """The safeguard bounds on user states this configuration sets (models.state_bounds)."""
+        return StateBounds(self.state_shrinkage, self.min_persona_entropy, self.min_base_entropy)
 
     @property
     def variant(self) -> str:
@@ -311,6 +332,7 @@ class PersonaNetwork(nn.Module):
         n_items = len(item_counts)
         self.n_personas, self.n_bases = config.n_personas, config.n_bases
         self.temperature = config.temperature
+        self.state_bounds = config.state_bounds
         log_counts = torch.log1p(torch.as_tensor(item_counts, dtype=torch.float32))
         self.item_embeddings = nn.Parameter(torch.randn(n_items, config.embedding_dim) / config.embedding_dim**0.5)
         self.item_bias = nn.Parameter(log_counts - log_counts.mean())
@@ -331,9 +353,21 @@ class PersonaNetwork(nn.Module):
         return base_rewards(self.item_embeddings, self.bases)
 
     def encode(self, history: Tensor) -> tuple[Tensor, Tensor]:
-        """User state from histories (B, n_items): coefficients (B, M, K), prior logits (B, M)."""
+        """User state from histories (B, n_items): coefficients (B, M, K), prior logits (B, M),
+        within the configured state bounds (shrinkage toward `prior_state`, entropy floors)."""
         x = self.dropout(F.normalize(history[:, self.input_items], dim=1))  # (B, n_inputs), unit rows
-        state = self.head(torch.tanh(self.hidden(x)))  # (B, M*(K+1))
+        coefficients, prior_logits = self._split(self.head(torch.tanh(self.hidden(x))))
+        if not self.state_bounds.active:
+            return coefficients, prior_logits
+        return bound_state(coefficients, prior_logits, *self.prior_state(), self.state_bounds)
+
+    def prior_state(self) -> tuple[Tensor, Tensor]:
+        """The unbounded state of an empty history, (1, M, K) and (1, M): the population prior
+        that shrinkage pulls toward (a normalised empty history is all zeros)."""
+        return self._split(self.head(torch.tanh(self.hidden.bias))[None])
+
+    def _split(self, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Flat states (B, M*(K+1)) -> coefficients (B, M, K), prior logits (B, M)."""
         coefficients = state[:, : self.n_personas * self.n_bases].reshape(-1, self.n_personas, self.n_bases)
         return coefficients, state[:, self.n_personas * self.n_bases :]
 
