@@ -1,0 +1,70 @@
+"""Audit metrics of slates that need the persona model or an ideal recommender; the others
+(calibration KL, intra-list diversity, coverage, Gini of exposure, popularity lift and
+homogenization as mean Jaccard) are evaluation.evaluate.audit_metrics', which `slate_audit` extends.
+
+persona entropy: the slate's persona mix is the mean attention alpha_um(i) over its items; its
+    entropy divided by log M (1 = the slate serves every persona equally, 0 = one persona
+    decides every item), averaged over users.
+homogenization relative to an ideal recommender (Chaney, Stewart & Engelhardt, RecSys 2018):
+    the mean Jaccard between users' slates minus the same for slates of an ideal recommender
+    that ranks by the users' true utilities: how much more alike the model makes people than
+    their own tastes do (0 = no more than the ideal).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys_pref.evaluation.beyond_accuracy import homogenization
+from recsys_pref.evaluation.evaluate import audit_metrics
+
+
+def persona_entropy(slate_attention: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Mean over users of the normalised entropy of the slate's persona mix, in [0, 1].
+
+    slate_attention (n, M, L): attention of each persona for each slate item; valid (n, L)
+    marks real items (default: all). Users with no valid item are skipped; NaN if none is left
+    and 0 with a single persona (M = 1 has no mix)."""
+    attention = np.asarray(slate_attention, dtype=np.float64)
+    if attention.ndim != 3:
+        raise ValueError(f"slate_attention must be (n, M, L), got shape {attention.shape}")
+    n, n_personas, length = attention.shape
+    valid = np.ones((n, length), bool) if valid is None else np.asarray(valid, bool)
+    if valid.shape != (n, length):
+        raise ValueError(f"valid must have shape {(n, length)}, got {valid.shape}")
+    counts = valid.sum(axis=1)
+    kept = counts > 0
+    if not kept.any():
+        return float("nan")
+    if n_personas == 1:
+        return 0.0
+    mix = (attention * valid[:, None, :]).sum(axis=2)[kept] / counts[kept, None]  # (n_kept, M)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(mix > 0, -mix * np.log(mix), 0.0)
+    return float(terms.sum(axis=1).mean() / np.log(n_personas))
+
+
+def homogenization_vs_ideal(recommended: np.ndarray, ideal: np.ndarray, k: int, seed: int = 0) -> float:
+    """Chaney et al.'s homogenization: mean Jaccard of `recommended` slates minus that of the
+    `ideal` slates (both (n, L) item ids, -1 padded, top k read), same users in the same rows."""
+    if recommended.shape[0] != ideal.shape[0]:
+        raise ValueError(f"recommended has {recommended.shape[0]} users, ideal {ideal.shape[0]}")
+    return homogenization(recommended, k, seed=seed) - homogenization(ideal, k, seed=seed)
+
+
+def slate_audit(
+    recommended: np.ndarray, profiles: sp.spmatrix, item_popularity: np.ndarray, k: int, *,
+    item_categories: np.ndarray | None = None, slate_attention: np.ndarray | None = None,
+    ideal: np.ndarray | None = None,
+) -> dict[str, float]:
+    """evaluation.evaluate.audit_metrics (coverage, gini, popularity lift, homogenization, and
+    with item_categories (n_items, C) diversity and calibration KL), plus persona_entropy@k
+    with slate_attention (n, M, L) and homogenization_vs_ideal@k with ideal slates (n, L).
+    recommended (n, L) item ids, -1 padded; profiles (n, n_items) the users' histories;
+    item_popularity (n_items,) for popularity lift."""
+    metrics = audit_metrics(recommended, profiles, item_popularity, item_categories, k)
+    if slate_attention is not None:
+        metrics[f"persona_entropy@{k}"] = persona_entropy(slate_attention[:, :, :k], recommended[:, :k] >= 0)
+    if ideal is not None:
+        metrics[f"homogenization_vs_ideal@{k}"] = homogenization_vs_ideal(recommended, ideal, k)
+    return metrics

@@ -1,0 +1,135 @@
+"""Slates built with the safeguards of a SafeguardsConfig: bounded states, calibrated
+re-ranking, exploration slots. With every safeguard off the slate is the model's plain top-k.
+
+Order of work per user: the folded-in state is bounded (models.state_bounds, toward the
+model's empty-history prior); the top `candidates` items by score form the pool; the first
+k - round(share * k) slots are filled from the pool by calibrated re-ranking (or by score when
+lambda = 0); the remaining slots are exploration items (safeguards.exploration), marked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recsys_pref.data.dataset import InteractionDataset
+from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
+from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.explain.scoring import item_rewards, persona_terms
+from recsys_pref.explain.summary import persona_mix
+from recsys_pref.models.persona import PersonaRecommender, PersonaState
+from recsys_pref.models.state_bounds import StateBounds, bound_state
+from recsys_pref.safeguards.calibration import base_distributions, calibrated_rerank, history_mix, scaled_relevance
+from recsys_pref.safeguards.config import SafeguardsConfig
+from recsys_pref.safeguards.exploration import exploration_items
+
+
+@dataclass(frozen=True)
+class Slates:
+    """items (n, k) int64, -1 padded; scores (n, k) float32 model scores (-inf for padding);
+    exploration (n, k) bool, True for exploration slots; state: the (bounded) states used."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    exploration: np.ndarray
+    state: PersonaState
+
+
+@dataclass
+class SlateBuilder:
+    """A fitted persona model with what its safeguards need: item_bases (n_items, K) the items'
+    base distributions and item_genres (n_items, G) their genre distributions (None: no genres)."""
+
+    model: PersonaRecommender
+    item_bases: np.ndarray
+    item_genres: np.ndarray | None
+
+    @classmethod
+    def for_model(cls, model: PersonaRecommender, genres: list[list[str]] | None = None) -> "SlateBuilder":
+        """genres: per item its genre names (None or all empty: no genre calibration)."""
+        item_genres = None
+        if genres is not None and any(genres):
+            if len(genres) != model.n_items:
+                raise ValueError(f"{len(genres)} items have genres but the model has {model.n_items} items")
+            item_genres = item_category_matrix(genres)[0]
+        return cls(model, base_distributions(item_rewards(model)), item_genres)
+
+    @classmethod
+    def for_dataset(cls, model: PersonaRecommender, dataset: InteractionDataset) -> "SlateBuilder":
+        genres = dataset.items["genres"].to_list() if "genres" in dataset.items.columns else None
+        return cls.for_model(model, genres)
+
+    def bounded(self, state: PersonaState, bounds: StateBounds) -> PersonaState:
+        """`state` within `bounds`, shrunk toward the model's empty-history prior state."""
+        if not bounds.active:
+            return state
+        with torch.no_grad():
+            prior = self.model._network().prior_state()
+            coefficients, prior_logits = bound_state(
+                torch.from_numpy(state.coefficients), torch.from_numpy(state.prior_logits), *prior, bounds)
+        return PersonaState(coefficients.numpy(), prior_logits.numpy())
+
+    def build(
+        self, state: PersonaState, histories: sp.spmatrix, k: int, config: SafeguardsConfig,
+        exclude: sp.spmatrix | None = None, banned_items: np.ndarray | None = None,
+    ) -> Slates:
+        """Slates of size k for users in `state` with (n, n_items) `histories` (the calibration
+        and exploration targets); `exclude` (default: the histories) and `banned_items` are
+        never recommended."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        histories = sp.csr_matrix(histories)
+        if histories.shape != (len(state), self.model.n_items):
+            raise ValueError(f"histories have shape {histories.shape}, expected {(len(state), self.model.n_items)}")
+        exclude = histories if exclude is None else sp.csr_matrix(exclude)
+        state = self.bounded(state, config.state_bounds)
+        scores = self.model.score_state(state)  # (n, n_items)
+        n_explore = int(round(config.exploration_share * k))
+        n_ranked = k - n_explore
+        if config.calibration_lambda > 0 and n_ranked > 0:
+            items = self._calibrated(state, scores, histories, n_ranked, config, exclude, banned_items)
+        else:
+            items = top_k(scores, n_ranked, exclude=exclude, banned_items=banned_items)[0] if n_ranked else \
+                np.empty((len(state), 0), np.int64)
+        if n_explore:
+            taken = exclude + _as_matrix(items, self.model.n_items)
+            n_bases = max(1, int(round(config.exploration_base_share * self.item_bases.shape[1])))
+            explored = exploration_items(scores, histories, self.item_bases, n_explore, n_bases,
+                                         exclude=taken, banned_items=banned_items)
+            items = np.concatenate([items, explored], axis=1)
+        flags = np.zeros(items.shape, bool)
+        flags[:, n_ranked:] = items[:, n_ranked:] >= 0
+        values = np.where(items >= 0, np.take_along_axis(scores, np.maximum(items, 0), axis=1), -np.inf)
+        return Slates(items, values.astype(np.float32), flags, state)
+
+    def _calibrated(
+        self, state: PersonaState, scores: np.ndarray, histories: sp.csr_matrix, k: int, config: SafeguardsConfig,
+        exclude: sp.csr_matrix, banned_items: np.ndarray | None,
+    ) -> np.ndarray:
+        """(n, k) items by Steck's greedy re-ranking of each user's top-`candidates` pool."""
+        pool, pool_scores = top_k(scores, max(config.candidates, k), exclude=exclude, banned_items=banned_items)
+        usable = pool >= 0
+        safe_pool = np.maximum(pool, 0)
+        relevance = np.where(usable, scaled_relevance(np.where(usable, pool_scores, pool_scores[:, :1])), -np.inf)
+        mixes, targets = [], []
+        if "personas" in config.calibrate_over:
+            terms = persona_terms(self.model, state)
+            targets.append(persona_mix(terms))  # (n, M)
+            mixes.append(np.take_along_axis(terms.attention, safe_pool[:, None, :], axis=2).transpose(0, 2, 1))
+        for system, distributions in (("bases", self.item_bases), ("genres", self.item_genres)):
+            if system in config.calibrate_over and distributions is not None:
+                targets.append(history_mix(histories, distributions))
+                mixes.append(distributions[safe_pool])
+        if not mixes:
+            raise ValueError(f"no category system to calibrate over among {config.calibrate_over}")
+        positions = calibrated_rerank(relevance, np.concatenate(mixes, axis=2), np.concatenate(targets, axis=1), k,
+                                      config.calibration_lambda, config.calibration_alpha)
+        return np.where(positions >= 0, np.take_along_axis(pool, np.maximum(positions, 0), axis=1), -1)
+
+
+def _as_matrix(items: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """(n, L) item ids, -1 padded, as a binary (n, n_items) CSR."""
+    rows, columns = np.nonzero(items >= 0)
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, items[rows, columns])), shape=(len(items), n_items))
