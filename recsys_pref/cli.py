@@ -59,6 +59,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     result = run_suite(args.suite, dataset, quick=args.quick, models=args.models, seeds=args.seeds,
                        budget=args.budget, overrides=dict(args.overrides), sweep=args.sweep)
     json_path, md_path = write_result(result, args.out)
+    if result.suite == "safeguards":
+        from recsys_pref.bench.safeguards import write_plot
+
+        print(f"wrote {write_plot(result, args.out)}")
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
     return 0
@@ -104,7 +108,12 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     pipeline = PersonaPipeline.load(args.model)
     users = _read_users(args.users)
     users = [_as_known_type(user, pipeline) for user in users]
-    frame = pipeline.recommend(users, k=args.k, unknown_users=args.unknown_users)
+    safeguards = None
+    if args.safeguards is not None:
+        from recsys_pref.safeguards import load_safeguards
+
+        safeguards = load_safeguards(args.safeguards)
+    frame = pipeline.recommend(users, k=args.k, unknown_users=args.unknown_users, safeguards=safeguards)
     if args.out is None:
         print(frame)
     else:
@@ -193,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--out", type=Path, default=None, help=".parquet or .csv (default: print)")
     recommend.add_argument("--unknown-users", choices=("error", "population"), default="error",
                            help="users without history: an error, or the population prior's recommendations")
+    recommend.add_argument("--safeguards", default=None, metavar="PRESET|YAML",
+                           help="echo-chamber safeguards: off, calibrated, shrinkage, exploration, all, "
+                                "or a YAML file / name under conf/ (conf/safeguards.yaml); default: none")
     recommend.set_defaults(handler=_cmd_recommend)
 
     explain = commands.add_parser("explain", help="why a saved model recommends an item to a user, and the user's summary")
