@@ -1,0 +1,357 @@
+"""An onboarding session: a JSON-serialisable state, the next question, answers, recommendations.
+
+`Onboarder` binds a frozen persona model (its `StateSpace`, the question pool and item
+metadata); `OnboardingState` is everything one user's onboarding needs to resume (posterior
+mean and covariance over the prior coordinates, the questions shown, the answers), small
+and plain enough for a web or batch flow to persist as JSON between requests.
+
+    state = onboarder.start()
+    items = onboarder.next_question(state)          # external item ids; state records it
+    onboarder.answer(state, items[0])               # or "none", "tie", "unknown"
+    onboarder.recommend(state, k=10)                # polars frame with each item's persona
+
+Answers: an item shown by the pending question (the one chosen), "none" (choice questions:
+none of these), "tie" (pair questions: no preference) or "unknown" (don't know any of them:
+no update, and the shown items leave the pool when it is a choice question, where "don't
+know" means every shown item is unknown).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+import torch
+
+from recsys_pref.data.dataset import IdMap, UnknownIdError
+from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.explain.labels import label
+from recsys_pref.onboarding.posterior import NONE, TIE, Observation, Posterior, StateSpace, laplace
+from recsys_pref.onboarding.questions import QuestionConfig, question_pool, select_question
+from recsys_pref.models.persona import PersonaRecommender, PersonaState, score_from_state
+
+ANSWER_WORDS = ("none", "tie", "unknown")
+STATE_VERSION = 1
+
+
+class OnboardingError(ValueError):
+    """An answer or request that does not fit the session (nothing pending, finished, not shown)."""
+
+
+@dataclass(frozen=True)
+class OnboardingConfig:
+    """questions: how questions are chosen (see QuestionConfig); max_questions: questions per
+    onboarding (answered or not); newton_steps: Gauss-Newton steps per Laplace update;
+    predictive_samples: posterior samples averaged by the ranking (0: score the posterior
+    mean alone; see `Onboarder.ranking_scores`)."""
+
+    questions: QuestionConfig = QuestionConfig()
+    max_questions: int = 10
+    newton_steps: int = 3
+    predictive_samples: int = 0
+
+    def __post_init__(self) -> None:
+        if self.predictive_samples < 0:
+            raise ValueError(f"predictive_samples must be >= 0, got {self.predictive_samples}")
+        if self.max_questions < 1 or self.newton_steps < 1:
+            raise ValueError(f"max_questions and newton_steps must be >= 1, got {self.max_questions}, {self.newton_steps}")
+
+
+@dataclass
+class OnboardingState:
+    """One user's onboarding, in dense item indices.
+
+    mean (r,) and covariance (r, r): the posterior over the prior coordinates z.
+    questions: items shown per question, in order; answers: per answered question, the chosen
+    item or one of "none", "tie", "unknown". A question without an answer is pending.
+    """
+
+    question_type: str
+    max_questions: int
+    mean: list[float]
+    covariance: list[list[float]]
+    questions: list[list[int]] = field(default_factory=list)
+    answers: list[int | str] = field(default_factory=list)
+    seed: int = 0
+
+    @property
+    def pending(self) -> list[int] | None:
+        """Items of the question awaiting an answer, or None."""
+        return self.questions[-1] if len(self.questions) > len(self.answers) else None
+
+    @property
+    def finished(self) -> bool:
+        """True once max_questions have been answered."""
+        return len(self.answers) >= self.max_questions
+
+    @property
+    def posterior(self) -> Posterior:
+        return Posterior(np.array(self.mean), np.array(self.covariance))
+
+    def to_json(self) -> str:
+        return json.dumps({"version": STATE_VERSION} | asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "OnboardingState":
+        """Parse `to_json`'s output; raises ValueError naming what is wrong."""
+        try:
+            data = json.loads(text)
+            version = data.pop("version")
+            state = cls(**data)
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"not an onboarding state: {error}") from error
+        if version != STATE_VERSION:
+            raise ValueError(f"onboarding state version {version} is not {STATE_VERSION}")
+        rank = len(state.mean)
+        if np.shape(state.covariance) != (rank, rank) or not np.isfinite(state.covariance).all():
+            raise ValueError(f"onboarding state covariance must be finite ({rank}, {rank})")
+        if len(state.answers) > len(state.questions):
+            raise ValueError("onboarding state has more answers than questions")
+        return state
+
+
+def observations(state: OnboardingState) -> list[Observation]:
+    """The informative answers of `state` as likelihood terms ("unknown" gives none)."""
+    result = []
+    with_none = state.question_type == "choice"
+    for items, answer in zip(state.questions, state.answers):
+        if answer == "unknown":
+            continue
+        outcome = {"none": NONE, "tie": TIE}.get(answer) if isinstance(answer, str) else items.index(answer)
+        result.append(Observation(tuple(items), with_none, outcome))
+    return result
+
+
+def known_and_unknown(state: OnboardingState) -> tuple[set[int], set[int]]:
+    """Items the answers show the user knows (chosen ones; both of a pair they judged) and items
+    they do not (every item of a choice question answered "don't know")."""
+    known: set[int] = set()
+    unknown: set[int] = set()
+    for items, answer in zip(state.questions, state.answers):
+        if isinstance(answer, int):
+            known.add(answer)
+            if state.question_type == "pair":
+                known.update(items)
+        elif answer == "tie":
+            known.update(items)
+        elif answer == "unknown" and state.question_type == "choice":
+            unknown.update(items)
+    return known, unknown - known
+
+
+def build_onboarder(
+    model: PersonaRecommender,
+    train: sp.csr_matrix,
+    item_ids: IdMap,
+    config: OnboardingConfig = OnboardingConfig(),
+    items: pl.DataFrame | None = None,
+    rank: int | None = None,
+) -> "Onboarder":
+    """An Onboarder for `model`, fitted on the (n_users, n_items) positives `train`: the prior
+    from the training users' states, the catalog (items seen in training), the pool from their
+    popularity, n_known = the median training history length."""
+    counts = np.diff(train.indptr)
+    active = np.flatnonzero(counts > 0)
+    if len(active) < 2:
+        raise ValueError("onboarding needs a model trained on at least 2 users with positives")
+    popularity = np.asarray(train.sum(axis=0)).ravel()
+    n_known = float(np.median(counts[active]))
+    space = StateSpace(model, model.fold_in(train[active]), rank=rank, n_known=n_known, catalog=popularity > 0)
+    pool = question_pool(popularity, space.rewards.numpy(), space.catalog, config.questions)
+    return Onboarder(space, pool, item_ids, config, items, n_known)
+
+
+class Onboarder:
+    """Questions and posterior updates for new users of one frozen persona model.
+
+    space: the model as a function of the user state; pool: candidate item indices, most
+    popular first; item_ids: external ids of the model's items; items: metadata frame (title,
+    genres) in item order, or None; n_known: items a typical user knows (answerability).
+    """
+
+    def __init__(
+        self,
+        space: StateSpace,
+        pool: np.ndarray,
+        item_ids: IdMap,
+        config: OnboardingConfig = OnboardingConfig(),
+        items: pl.DataFrame | None = None,
+        n_known: float = 50.0,
+    ) -> None:
+        if len(item_ids) != space.n_items:
+            raise ValueError(f"item_ids has {len(item_ids)} items, the model {space.n_items}")
+        self.space, self.pool, self.item_ids, self.config = space, np.asarray(pool, np.int64), item_ids, config
+        self.items, self.n_known = items, n_known
+        genres = items["genres"].to_list() if items is not None and "genres" in items.columns else None
+        self.item_genres: list[list[str]] | None = genres if genres and any(genres) else None
+
+    # -- the session ------------------------------------------------------------------------
+    def start(self, seed: int = 0) -> OnboardingState:
+        """A fresh state at the population prior."""
+        prior = Posterior.prior(self.space.rank)
+        return OnboardingState(self.config.questions.question_type, self.config.max_questions,
+                               prior.mean.tolist(), prior.covariance.tolist(), seed=seed)
+
+    def next_question(self, state: OnboardingState) -> list[Any]:
+        """External ids of the next question's items (the pending one if unanswered); records it."""
+        return self.item_ids.to_external(np.array(self.next_question_indices(state))).tolist()
+
+    def next_question_indices(self, state: OnboardingState) -> list[int]:
+        """`next_question` in dense item indices."""
+        self._check_state(state)
+        if state.pending is not None:
+            return state.pending
+        if state.finished:
+            raise OnboardingError(f"onboarding is finished: all {state.max_questions} questions are answered")
+        known, unknown = known_and_unknown(state)
+        rng = np.random.default_rng([state.seed, len(state.questions)])
+        question = select_question(
+            self.space, state.posterior, self.pool, {frozenset(items) for items in state.questions},
+            known, unknown, self.config.questions, self.n_known, rng,
+        )
+        state.questions.append(list(question))
+        return list(question)
+
+    def answer(self, state: OnboardingState, choice: Any) -> OnboardingState:
+        """Record the answer to the pending question and update the posterior (returns `state`).
+
+        choice: the external id of a shown item, or "none" (choice questions), "tie" (pair
+        questions) or "unknown" (don't know)."""
+        self._check_state(state)
+        items = state.pending
+        if items is None:
+            detail = "onboarding is finished" if state.finished else "call next_question first"
+            raise OnboardingError(f"no question is pending: {detail}")
+        state.answers.append(self._answer_code(choice, items, state.question_type))
+        if state.answers[-1] != "unknown":
+            posterior = laplace(self.space, observations(state), state.posterior.mean, self.config.newton_steps)
+            state.mean, state.covariance = posterior.mean.tolist(), posterior.covariance.tolist()
+        return state
+
+    def answer_index(self, state: OnboardingState, choice: int | str) -> OnboardingState:
+        """`answer` with a dense item index instead of an external id."""
+        if isinstance(choice, str):
+            return self.answer(state, choice)
+        return self.answer(state, self.item_ids.to_external(np.array([choice]))[0].item())
+
+    def _answer_code(self, choice: Any, items: list[int], question_type: str) -> int | str:
+        if isinstance(choice, str) and choice in ANSWER_WORDS:
+            if (choice, question_type) in (("none", "pair"), ("tie", "choice")):
+                allowed = "'tie'" if question_type == "pair" else "'none'"
+                raise OnboardingError(f"{choice!r} is not an answer to a {question_type} question; use {allowed}")
+            return choice
+        try:
+            index = int(self.item_ids.to_index(choice)[0])
+        except UnknownIdError as error:
+            raise OnboardingError(f"answer {choice!r} is not an item of this model nor one of {ANSWER_WORDS}") from error
+        if index not in items:
+            shown = self.item_ids.to_external(np.array(items)).tolist()
+            raise OnboardingError(f"item {choice!r} was not shown in the pending question {shown}")
+        return index
+
+    def _check_state(self, state: OnboardingState) -> None:
+        if not isinstance(state, OnboardingState):
+            raise TypeError(f"expected an OnboardingState, got {type(state).__name__}")
+        if len(state.mean) != self.space.rank:
+            raise ValueError(f"state has rank {len(state.mean)}, this onboarder {self.space.rank}")
+        if state.question_type != self.config.questions.question_type:
+            raise ValueError(f"state asks {state.question_type} questions, this onboarder "
+                             f"{self.config.questions.question_type} questions")
+
+    # -- results ----------------------------------------------------------------------------
+    def scores_and_attention(self, states: Sequence[OnboardingState]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (n, n_items) and attention (n, M, n_items) at each state's posterior mean."""
+        z = torch.as_tensor(np.array([state.mean for state in states]), dtype=torch.float64)
+        x = (self.space.mean[None] + z @ self.space.basis.T).numpy()
+        persona = PersonaState.from_vectors(x, self.space.n_personas, self.space.n_bases)
+        with torch.no_grad():
+            scores, attention = score_from_state(
+                torch.from_numpy(persona.coefficients).double(), torch.from_numpy(persona.prior_logits).double(),
+                self.space.rewards, self.space.bias, self.space.temperature,
+            )
+        banned = ~self.space.catalog
+        scores = scores.numpy()
+        scores[:, banned] = -np.inf
+        return scores, attention.numpy()
+
+    def ranking_scores(self, states: Sequence[OnboardingState]) -> np.ndarray:
+        """(n, n_items) scores that rank the catalog: log of the posterior-averaged share of each
+        item, log E_z[softmax_catalog(s(z))], over `predictive_samples` fixed draws z = m + L eps
+        (S = L L^T); with no answer this is the training users' average taste, i.e. close to
+        popularity, where the mean state alone is not. Items outside the catalog get -inf."""
+        samples = self.config.predictive_samples
+        if samples == 0:
+            return self.scores_and_attention(states)[0]
+        noise = torch.randn(samples, self.space.rank, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        catalog = torch.from_numpy(self.space.catalog)
+        result = np.empty((len(states), self.space.n_items))
+        with torch.no_grad():
+            for row, state in enumerate(states):
+                root = torch.linalg.cholesky(torch.tensor(state.covariance, dtype=torch.float64))
+                z = torch.tensor(state.mean, dtype=torch.float64) + noise @ root.T
+                coefficients, prior_logits = self.space._split(self.space.mean[None] + z @ self.space.basis.T)
+                scores, _ = score_from_state(coefficients, prior_logits, self.space.rewards, self.space.bias,
+                                             self.space.temperature)  # (S, n_items)
+                shares = torch.log_softmax(scores.masked_fill(~catalog, -torch.inf), dim=1)
+                result[row] = (torch.logsumexp(shares, dim=0) - np.log(samples)).numpy()
+        return result
+
+    def persona_labels(self, state: OnboardingState, n_items: int = 50) -> list[str]:
+        """A label per persona from the genres of its own top `n_items` items ("persona m"
+        without genres)."""
+        rewards = self.persona_rewards(state)  # (M, n_items)
+        labels = []
+        for m, row in enumerate(rewards):
+            row = np.where(self.space.catalog, row, -np.inf)
+            top = np.argsort(-row, kind="stable")[:n_items]
+            labels.append(label(self.item_genres, top) if self.item_genres else f"persona {m}")
+        return labels
+
+    def persona_rewards(self, state: OnboardingState) -> np.ndarray:
+        """rho_m(i) of the posterior mean state: (M, n_items)."""
+        persona = self.space.persona_state(np.array(state.mean))
+        return persona.coefficients[0] @ self.space.rewards.numpy().T
+
+    def persona_mix(self, state: OnboardingState) -> list[tuple[str, float]]:
+        """(label, share) per persona, share = its mean attention over the catalog, largest first."""
+        _, attention = self.scores_and_attention([state])
+        shares = attention[0][:, self.space.catalog].mean(axis=1)
+        pairs = list(zip(self.persona_labels(state), shares.tolist()))
+        return sorted(pairs, key=lambda pair: -pair[1])
+
+    def recommend(self, state: OnboardingState, k: int = 10, exclude_answered: bool = True) -> pl.DataFrame:
+        """Top-k at the posterior mean: rank, item_id, title, score, persona, persona_label,
+        persona_weight (the persona with the largest attention for the item, and that attention).
+        exclude_answered: leave out items the user said they know (they have seen them)."""
+        self._check_state(state)
+        _, attention = self.scores_and_attention([state])
+        scores = self.ranking_scores([state])
+        exclude = None
+        if exclude_answered:
+            known, _ = known_and_unknown(state)
+            columns = np.array(sorted(known), dtype=np.int64)
+            exclude = sp.csr_matrix((np.ones(len(columns)), (np.zeros(len(columns), int), columns)),
+                                    shape=(1, self.space.n_items))
+        ids, values = top_k(scores, k, exclude=exclude)
+        ids = ids[0][ids[0] >= 0]
+        persona_attention = attention[0][:, ids]  # (M, k)
+        personas = persona_attention.argmax(axis=0)
+        labels = self.persona_labels(state)
+        return pl.DataFrame({
+            "rank": np.arange(1, len(ids) + 1, dtype=np.int32),
+            "item_id": self.item_ids.to_external(ids).tolist(),
+            "title": self.titles(ids),
+            "score": values[0][: len(ids)].astype(np.float32),
+            "persona": personas.astype(np.int32),
+            "persona_label": [labels[m] for m in personas],
+            "persona_weight": persona_attention.max(axis=0).astype(np.float32),
+        })
+
+    def titles(self, items: np.ndarray) -> list[str]:
+        """Display titles of dense item indices (the external id where there is no title)."""
+        if self.items is not None and "title" in self.items.columns:
+            return [str(title) for title in self.items["title"].gather(np.asarray(items, np.int64)).to_list()]
+        return [str(item) for item in self.item_ids.to_external(np.asarray(items)).tolist()]

@@ -1,0 +1,96 @@
+"""`recsys-pref onboard --model DIR`: onboarding as an interactive terminal flow.
+
+Each question lists its titles (with genres) numbered from 1; the user types the number of
+the chosen title, `=` (no preference for a pair, none of these for a choice question), `?`
+(don't know) or `q` (stop early). After the last question it prints the recommendations with
+the persona each one satisfies, and the user's persona mix in words.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from recsys_pref.bench.results import atomic_write_text
+from recsys_pref.onboarding.questions import QuestionConfig
+from recsys_pref.onboarding.session import Onboarder, OnboardingConfig, OnboardingState, build_onboarder
+from recsys_pref.pipeline import PersonaPipeline
+
+PROMPT = "your answer (number, = for {equal}, ? for don't know, q to stop): "
+
+
+def load_onboarder(model_dir: Path, config: OnboardingConfig) -> Onboarder:
+    """An Onboarder for the artifact written by `recsys-pref fit`."""
+    pipeline = PersonaPipeline.load(Path(model_dir))
+    return build_onboarder(pipeline.model, pipeline.histories, pipeline.item_ids, config, pipeline.items)
+
+
+def describe_item(onboarder: Onboarder, item: int) -> str:
+    """"Title (Genre|Genre)" for a dense item index."""
+    title = onboarder.titles([item])[0]
+    if onboarder.item_genres and onboarder.item_genres[item]:
+        return f"{title} ({'|'.join(onboarder.item_genres[item])})"
+    return title
+
+
+def parse_reply(reply: str, items: list[int], question_type: str) -> int | str | None:
+    """A typed reply -> a dense item index, "tie"/"none", "unknown", "quit", or None if invalid."""
+    reply = reply.strip().lower()
+    if reply == "q":
+        return "quit"
+    if reply == "?":
+        return "unknown"
+    if reply == "=":
+        return "tie" if question_type == "pair" else "none"
+    if reply.isdigit() and 1 <= int(reply) <= len(items):
+        return items[int(reply) - 1]
+    return None
+
+
+def mix_in_words(onboarder: Onboarder, state: OnboardingState) -> str:
+    """"62% Drama & Romance, 38% Action & Sci-Fi"."""
+    return ", ".join(f"{share:.0%} {name}" for name, share in onboarder.persona_mix(state))
+
+
+def run_flow(
+    onboarder: Onboarder, k: int, read: Callable[[str], str] = input, write: Callable[[str], None] = print
+) -> OnboardingState:
+    """Ask until the onboarding is finished (or `q`), then print recommendations and the mix."""
+    state = onboarder.start()
+    question_type = onboarder.config.questions.question_type
+    while not state.finished:
+        items = onboarder.next_question_indices(state)
+        heading = "Which of these two do you prefer?" if question_type == "pair" else \
+            "Which one of these do you like most (or none)?"
+        write(f"\nQuestion {len(state.questions)} of {state.max_questions}: {heading}")
+        for number, item in enumerate(items, start=1):
+            write(f"  {number}. {describe_item(onboarder, item)}")
+        reply = None
+        while reply is None:
+            reply = parse_reply(read(PROMPT.format(equal="no preference" if question_type == "pair" else "none")),
+                                items, question_type)
+            if reply is None:
+                write(f"  please type a number from 1 to {len(items)}, =, ? or q")
+        if reply == "quit":
+            state.questions.pop()  # the pending question was not answered
+            break
+        onboarder.answer_index(state, reply)
+    write(f"\nYour recommendations after {len(state.answers)} answers:")
+    for row in onboarder.recommend(state, k).iter_rows(named=True):
+        write(f"  {row['rank']:>2}. {row['title']}  — for your {row['persona_label']} side "
+              f"(persona {row['persona']}, weight {row['persona_weight']:.2f})")
+    write(f"\nYour taste mix: {mix_in_words(onboarder, state)}")
+    return state
+
+
+def onboard_command(model_dir: Path, question_type: str, questions: int, k: int, state_out: Path | None) -> int:
+    """The `onboard` subcommand: load, run the flow on one thread (small tensors; extra threads
+    only add synchronisation), optionally save the final state as JSON."""
+    torch.set_num_threads(1)
+    config = OnboardingConfig(QuestionConfig(question_type=question_type), max_questions=questions)
+    state = run_flow(load_onboarder(model_dir, config), k)
+    if state_out is not None:
+        atomic_write_text(Path(state_out), state.to_json())
+        print(f"saved the onboarding state to {state_out}")
+    return 0
