@@ -173,6 +173,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_onboard(args: argparse.Namespace) -> int:
+    from recsys_pref.onboarding.terminal import onboard_command
+
+    return onboard_command(args.model, args.question_type, args.questions, args.k, args.state_out)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from recsys_pref.demo import run_demo
 
@@ -219,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--protocol", choices=("strong", "temporal", "fixed"), default=None)
     evaluate_parser.add_argument("--seed", type=int, default=0)
     evaluate_parser.set_defaults(handler=_cmd_evaluate)
+
+    onboard = commands.add_parser("onboard", help="onboard a new user by a few questions in the terminal")
+    onboard.add_argument("--model", type=Path, required=True, help="artifact directory written by `fit`")
+    onboard.add_argument("--question-type", choices=("choice", "pair"), default="choice",
+                         help="choice: which of a few do you like most, or none; pair: which of two")
+    onboard.add_argument("--questions", type=int, default=10, help="questions to ask (default 10)")
+    onboard.add_argument("--k", type=int, default=10, help="recommendations to show")
+    onboard.add_argument("--state-out", type=Path, default=None, help="save the final onboarding state (JSON)")
+    onboard.set_defaults(handler=_cmd_onboard)
 
     bench = commands.add_parser("bench", help="run a benchmark suite and write DIR/SUITE.json and DIR/SUITE.md")
     bench.add_argument("suite", choices=SUITES)
