@@ -35,6 +35,7 @@ from recsys_pref.models import (  # noqa: E402
     make_model,
 )
 from recsys_pref.models.artifact import ArtifactError  # noqa: E402
+from recsys_pref.onboarding import Onboarder, OnboardingConfig, OnboardingState, build_onboarder  # noqa: E402
 from recsys_pref.pipeline import PersonaPipeline  # noqa: E402
 from recsys_pref.retrieval import CandidateIndex, CertifiedConfig, IndexConfig, RetrievalConfig  # noqa: E402
 
@@ -45,4 +46,5 @@ __all__ = [
     "SplitConfig", "UnknownIdError", "evaluate", "from_frame", "load_dataset", "make_model",
     "make_split", "make_synthetic",
     "CandidateIndex", "CertifiedConfig", "IndexConfig", "RetrievalConfig",
+    "Onboarder", "OnboardingConfig", "OnboardingState", "build_onboarder",
 ]
