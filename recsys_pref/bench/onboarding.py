@@ -64,7 +64,7 @@ class OnboardingBenchConfig:
     model's epochs (None: the default config's); latency_items: catalog of the latency model."""
 
     seeds: tuple[int, ...] = (0,)
-    max_users: int = 200
+    max_users: int = 40
     checkpoints: tuple[int, ...] = (0, 1, 2, 3, 5, 10, 15, 20)
     strategies: tuple[str, ...] = STRATEGIES
     question_types: tuple[str, ...] = QUESTION_TYPES

@@ -58,7 +58,10 @@ class QuestionConfig:
     use_answerability: weight the criterion by P(answerable) (False: the criterion alone).
     criterion: "information" (expected entropy drop of the state's posterior) or "top-variance"
         (expected drop of the posterior variance of the `target_items` top-scored items'
-        scores: information about the part of the ranking that gets recommended).
+        scores: information about the part of the ranking that gets recommended). Measured on
+        ml-latest-small (50 test users, seed 0, choice questions, profile oracle, NDCG@10 after 10
+        questions): 0.226 for top-variance against 0.227 for information, so the issue's
+        criterion stays the default.
     target_items: items whose score variance "top-variance" reduces.
     """
 

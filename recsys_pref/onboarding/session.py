@@ -45,8 +45,10 @@ class OnboardingError(ValueError):
 class OnboardingConfig:
     """questions: how questions are chosen (see QuestionConfig); max_questions: questions per
     onboarding (answered or not); newton_steps: Gauss-Newton steps per Laplace update;
-    predictive_samples: posterior samples averaged by the ranking (0: score the posterior
-    mean alone; see `Onboarder.ranking_scores`)."""
+    predictive_samples: posterior samples averaged by the ranking (0, the default: score the
+    posterior mean alone; see `Onboarder.ranking_scores`). Measured on ml-latest-small (50 test
+    users, seed 0, adaptive choice questions, profile oracle): 32 samples gave NDCG@10 0.132 /
+    0.215 after 0 / 10 questions against 0.179 / 0.226 for the mean, so the mean is the default."""
 
     questions: QuestionConfig = QuestionConfig()
     max_questions: int = 10
