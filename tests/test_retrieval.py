@@ -86,7 +86,7 @@ def test_a_catalog_scored_through_the_bound_rescores_fewer_items_than_it_holds()
 def test_index_round_trips_through_its_bytes(factory):
     rng = np.random.default_rng(3)
     embeddings, bias = rng.standard_normal((300, 6)), rng.standard_normal(300)
-    index = CandidateIndex.build(embeddings, bias, IndexConfig(factory=factory, nprobe=2))
+    index = CandidateIndex.build(embeddings, bias, IndexConfig(factory=factory, probe_share=0.5))
     loaded = CandidateIndex.from_bytes(index.to_bytes(), index.metadata(), embeddings, bias)
     queries = rng.standard_normal((5, 6))
     np.testing.assert_array_equal(loaded.search(queries, 7), index.search(queries, 7))
@@ -148,4 +148,4 @@ def test_exclusions_of_the_wrong_shape_are_rejected():
 def test_auto_factory_is_flat_for_small_catalogs_and_graph_for_large_ones():
     config = IndexConfig(flat_max_items=1000)
     assert config.resolve(1000) == "Flat"
-    assert config.resolve(1001) == config.large_factory
+    assert config.resolve(1001) == "IVF128,Flat"

@@ -8,16 +8,18 @@ them; zeros change no inner product), hence
 
 persona m's reward for item i plus the item's bias: an upper bound of the attentive score
 s(u, i) (see `retrieval.certified`). The index type is a FAISS index-factory string: "Flat"
-(exact, linear in the catalog) for small catalogs, "HNSW32" or "IVF4096,PQ24" style indexes
-(approximate, sublinear) for large ones; "auto" picks by catalog size.
+(exact, linear in the catalog) for small catalogs, "IVF{nlist},Flat", "HNSW32" or
+"IVF{nlist},PQ36x4fs" style indexes (approximate, sublinear) for large ones, "{nlist}" standing
+for the catalog's IVF cell count (`ivf_cells`); "auto" picks by catalog size.
 
 "Flat" searches inner products directly. Approximate indexes search the same ranking as a
 nearest-neighbour problem (Bachrach et al. 2014): each item gets one more coordinate
 sqrt(R^2 - |x_i|^2), R the largest |x_i|, and each query a 0 there, so |y - x_i|^2 =
 |y|^2 + R^2 - 2 <y, x_i> and the L2 ranking is the inner-product ranking. Graphs and k-means
-cells are built for L2 geometry: on a trained catalog of 100k items (BENCHMARKS.md,
-"Retrieval") HNSW32 at efSearch 128 found 48% of each persona's true top-64 by inner
-product and 86% through the transform; IVF1024 at nprobe 32, 57% and 84%.
+cells are built for L2 geometry: on the 100k synthetic catalog of the retrieval benchmark,
+HNSW32 at efSearch 128 found 48% of each persona's true top-64 by inner product and 86%
+through the transform; IVF1024 visiting 32 cells, 57% and 84% (a one-off probe while
+developing, 100 users; BENCHMARKS.md, "Retrieval").
 
 The index records the sha256 of the stored item vectors, so an index can only be loaded
 beside the model it was built from (`CandidateIndex.from_bytes` refuses any other).
@@ -30,10 +32,12 @@ from typing import Any
 
 import faiss
 import numpy as np
+import torch
 
 from recsys_pref.models.artifact import ArtifactError
 
 PAD_TO = 8  # stored vectors are padded to a multiple of this many floats (PQ sub-vectors must divide it)
+FLAT_BLOCK_FLOATS = 1 << 24  # scores held at once by a flat search: 64 MB
 
 
 class IndexMismatchError(ArtifactError):
@@ -44,15 +48,18 @@ class IndexMismatchError(ArtifactError):
 class IndexConfig:
     """How the candidate index is built and searched.
 
-    factory: a FAISS index-factory string ("Flat", "HNSW32", "IVF1024,Flat", "IVF4096,PQ24", ...)
-        or "auto": "Flat" up to `flat_max_items` items, `large_factory` above.
+    factory: a FAISS index-factory string ("Flat", "HNSW32", "IVF{nlist},Flat", "IVF1024,PQ36x4fs",
+        ...; "{nlist}" becomes `ivf_cells(n_items)`) or "auto": "Flat" up to `flat_max_items`
+        items, `large_factory` above.
     flat_max_items: largest catalog "auto" serves with an exact flat scan. 100k items x 72
         floats is a 29 MB scan per query, about as fast as a graph walk at that size.
-    large_factory: what "auto" uses above `flat_max_items`. HNSW32: measured in BENCHMARKS.md
-        ("Retrieval") against IVF-PQ, it keeps recall@10 >= 0.99 with the fewest scored items.
+    large_factory: what "auto" uses above `flat_max_items`. IVF-Flat: on the 1M synthetic
+        catalog (BENCHMARKS.md, "Retrieval") it kept recall@10 near 0.99 where HNSW32 (built with
+        ef_construction 40; more took over 8 minutes to build) and IVF-PQ fell to 0.7-0.85.
     ef_search: HNSW candidate-queue length per query (more = higher recall, slower).
     ef_construction: HNSW queue length while building (more = better graph, slower build).
-    nprobe: IVF cells visited per query (more = higher recall, slower).
+    probe_share: share of the IVF cells visited per query (more = higher recall, slower); 1/8
+        reached recall@10 0.99 on the synthetic catalogs.
     train_items: at most this many items (a seeded random sample) train IVF/PQ quantizers.
     seed: the sample's seed.
     mips_as_l2: approximate indexes search the L2 transform of the inner-product problem
@@ -61,35 +68,41 @@ class IndexConfig:
 
     factory: str = "auto"
     flat_max_items: int = 100_000
-    large_factory: str = "HNSW32"
+    large_factory: str = "IVF{nlist},Flat"
     ef_search: int = 128
     ef_construction: int = 40
-    nprobe: int = 32
+    probe_share: float = 0.125
     train_items: int = 200_000
     seed: int = 0
     mips_as_l2: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("flat_max_items", "ef_search", "ef_construction", "nprobe", "train_items"):
+        for name in ("flat_max_items", "ef_search", "ef_construction", "train_items"):
             if getattr(self, name) < 1:
                 raise ValueError(f"IndexConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.probe_share <= 1:
+            raise ValueError(f"IndexConfig: probe_share must be in (0, 1], got {self.probe_share}")
         if not self.factory.strip():
             raise ValueError("IndexConfig: factory must be a FAISS index-factory string or 'auto'")
 
     def resolve(self, n_items: int) -> str:
         """The factory string used for a catalog of `n_items` items."""
-        if self.factory != "auto":
-            return self.factory
-        return "Flat" if n_items <= self.flat_max_items else self.large_factory
+        factory = self.factory if self.factory != "auto" else "Flat" if n_items <= self.flat_max_items else self.large_factory
+        return factory.replace("{nlist}", str(ivf_cells(n_items)))
 
     def searches_l2(self, factory: str) -> bool:
         """Whether an index of type `factory` stores the L2 transform (approximate types only)."""
         return self.mips_as_l2 and not is_flat(factory)
 
 
+def ivf_cells(n_items: int) -> int:
+    """IVF cells for a catalog: about 4 sqrt(n_items), a power of two (FAISS's usual advice)."""
+    return int(2 ** round(np.log2(max(4 * np.sqrt(n_items), 16))))
+
+
 def is_flat(factory: str) -> bool:
     """Whether `factory` is an exact flat scan."""
-    return factory.replace(" ", "") in ("Flat", "IDMap,Flat")
+    return factory.replace(" ", "") == "Flat"
 
 
 def stored_vectors(item_embeddings: np.ndarray, item_bias: np.ndarray, l2: bool = False) -> np.ndarray:
@@ -195,7 +208,10 @@ class CandidateIndex:
             raise ValueError(f"n must be >= 1, got {n}")
         vectors = query_vectors(queries, self.stored_dim)
         _reset_search_stats()
-        _, ids = self.index.search(vectors, min(n, self.n_items))
+        if self.exact:
+            ids = self._flat_search(vectors, min(n, self.n_items))
+        else:
+            _, ids = self.index.search(vectors, min(n, self.n_items))
         self.distance_count += self._distances_since_reset(len(vectors))
         if ids.shape[1] < n:
             ids = np.pad(ids, ((0, 0), (0, n - ids.shape[1])), constant_values=-1)
@@ -247,13 +263,26 @@ class CandidateIndex:
         return cls(index, metadata["factory"], expected, config)
 
     # -- internals ---------------------------------------------------------------------------
+    def _flat_search(self, vectors: np.ndarray, n: int) -> np.ndarray:
+        """A flat index's exact top-n as a torch matrix product and topk over its stored vectors,
+        in query blocks of at most FLAT_BLOCK_FLOATS scores: on 2 cores faiss's own flat search
+        took 2.4x as long at 100k items (9.2 s against 3.9 s for 512 queries, k = 64, one probe)."""
+        stored = torch.from_numpy(faiss.rev_swig_ptr(self.index.get_xb(), self.n_items * self.stored_dim)
+                                  .reshape(self.n_items, self.stored_dim))
+        block = max(1, FLAT_BLOCK_FLOATS // self.n_items)
+        ids = np.empty((len(vectors), n), np.int64)
+        for start in range(0, len(vectors), block):
+            scores = torch.from_numpy(vectors[start : start + block]) @ stored.T
+            ids[start : start + block] = torch.topk(scores, n, dim=1).indices.numpy()
+        return ids
+
     def _apply_search_parameters(self) -> None:
         hnsw = _hnsw(self.index)
         if hnsw is not None:
             hnsw.efSearch = self.config.ef_search
         ivf = _ivf(self.index)
         if ivf is not None:
-            ivf.nprobe = self.config.nprobe
+            ivf.nprobe = max(1, round(ivf.nlist * self.config.probe_share))
 
     def _distances_since_reset(self, n_queries: int) -> int:
         if _hnsw(self.index) is not None:

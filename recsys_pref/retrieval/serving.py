@@ -3,7 +3,7 @@
 Below `RetrievalConfig.min_items` items, scoring every item is cheap and needs no index.
 From that size on, `Retriever.top_k` goes through the candidate index (built on first use,
 or loaded with the model artifact) and `certified_top_k`: with the default "auto" index
-(Flat up to 100k items) the answer is exactly exhaustive scoring's; above, HNSW makes it
+(Flat up to 100k items) the answer is exactly exhaustive scoring's; above, IVF-Flat makes it
 approximate (measured in BENCHMARKS.md, "Retrieval").
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ class RetrievalConfig:
     """min_items: catalogs of at least this many items are served through the index. 50k: at
         ml-latest-small's 9k items exhaustive scoring takes about a millisecond per user, and
         at 100k the index is about 6x faster (BENCHMARKS.md, "Retrieval").
-    index: how the index is built and searched (type "auto": Flat, HNSW32 above 100k items).
+    index: how the index is built and searched (type "auto": Flat, IVF-Flat above 100k items).
     certified: list lengths, widening and fallback of the certificate.
     """
 
