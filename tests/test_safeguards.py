@@ -170,3 +170,11 @@ def test_bench_safeguards_quick_writes_rows_and_a_plot(tmp_path):
                 "persona_entropy", "coverage", "gini", "taste_drift"}
     assert expected <= set(result["rows"][0])
     assert (tmp_path / "safeguards.png").stat().st_size > 0
+
+
+def test_demo_shows_a_slate_without_and_with_safeguards(model, dataset, capsys):
+    from recsys_pref.demo import show_safeguards
+
+    show_safeguards(model, dataset, dataset.to_csr()[80:81], np.zeros(dataset.n_items, bool))
+    output = capsys.readouterr().out
+    assert "without | with" in output and "(exploration)" in output

@@ -49,7 +49,7 @@ class SafeguardsBenchConfig:
     n_users: int = 300
     test_share: float = 0.4
     simulation: SimulationConfig = SimulationConfig(drift=0.1)
-    model: dict[str, Any] = field(default_factory=lambda: {"max_epochs": 40, "patience": 10, "progress": False})
+    model: dict[str, Any] = field(default_factory=lambda: {"max_epochs": 30, "patience": 10, "progress": False})
     truth_seed: int = 1
 
     @classmethod

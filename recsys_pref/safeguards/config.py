@@ -78,7 +78,7 @@ class SafeguardsConfig:
     def preset(cls, name: str) -> "SafeguardsConfig":
         """A named setting of the safeguards bench (see PRESETS); values chosen on synthetic
         and ml-latest-small (BENCHMARKS.md, "Safeguards")."""
-        calibrated = {"calibration_lambda": 0.5}
+        calibrated = {"calibration_lambda": 0.3}
         shrinkage = {"shrinkage": 0.2, "min_persona_entropy": 0.5, "min_base_entropy": 0.5}
         exploration = {"exploration_share": 0.1}
         settings = {"off": {}, "calibrated": calibrated, "shrinkage": shrinkage, "exploration": exploration,
