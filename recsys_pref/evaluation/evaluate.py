@@ -2,8 +2,10 @@
 
 Every held-out user counts, including users who get fewer than K recommendations (their
 missing slots score zero). Ranking metrics use the split's recall definition; the audit
-metrics (coverage, exposure Gini, popularity lift, homogenization, and where item
-categories are given intra-list diversity and calibration KL) are computed on the top-10.
+metrics (coverage, exposure Gini, popularity lift, homogenization, Chaney's homogenization
+relative to an ideal recommender whose slates are the users' held-out targets, persona entropy
+of the slate for persona models, and where item categories are given intra-list diversity
+and calibration KL) are computed on the top-10 (safeguards.audit defines the last three).
 """
 from __future__ import annotations
 
@@ -83,6 +85,19 @@ def audit_metrics(
     return metrics
 
 
+def model_audit_metrics(model: Recommender, held_out: HeldOut, recommended: np.ndarray) -> dict[str, float]:
+    """homogenization_vs_ideal@k (ideal slates: the held-out targets) and, for persona models,
+    persona_entropy@k of the (n_users, k) recommended lists (safeguards.audit)."""
+    from recsys_pref.models.persona import PersonaRecommender
+    from recsys_pref.safeguards.audit import homogenization_vs_ideal, ideal_slates, slate_persona_entropy
+
+    k = recommended.shape[1]
+    metrics = {f"homogenization_vs_ideal@{k}": homogenization_vs_ideal(recommended, ideal_slates(held_out.targets, k), k)}
+    if isinstance(model, PersonaRecommender):
+        metrics[f"persona_entropy@{k}"] = slate_persona_entropy(model, held_out.fold_in, recommended)
+    return metrics
+
+
 def evaluate(
     model: Recommender,
     held_out: HeldOut,
@@ -109,6 +124,7 @@ def evaluate(
     metrics = ranking_metrics(recommended, held_out.targets, ks, denominator=recall_denominator)
     popularity = item_popularity if item_popularity is not None else np.asarray(held_out.fold_in.sum(axis=0)).ravel()
     metrics |= audit_metrics(recommended, held_out.fold_in, popularity, item_categories)
+    metrics |= model_audit_metrics(model, held_out, recommended[:, :AUDIT_K])
     metrics["recommend_users_per_s"] = len(held_out) / max(elapsed, 1e-9)
     metrics["n_users"] = float(len(held_out))
     return Evaluation(metrics, recommended)

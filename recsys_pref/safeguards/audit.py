@@ -6,9 +6,11 @@ persona entropy: the slate's persona mix is the mean attention alpha_um(i) over 
     entropy divided by log M (1 = the slate serves every persona equally, 0 = one persona
     decides every item), averaged over users.
 homogenization relative to an ideal recommender (Chaney, Stewart & Engelhardt, RecSys 2018):
-    the mean Jaccard between users' slates minus the same for slates of an ideal recommender
-    that ranks by the users' true utilities: how much more alike the model makes people than
-    their own tastes do (0 = no more than the ideal).
+    the mean Jaccard between users' slates minus the same for slates of an ideal recommender:
+    how much more alike the model makes people than their own tastes do (0 = no more than the
+    ideal). In the simulator the ideal ranks by the users' true utilities; offline
+    (evaluation.evaluate) the true utilities are unknown, and the ideal slate is the user's
+    held-out targets (`ideal_slates`: up to k of them, a seeded random choice when there are more).
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import scipy.sparse as sp
 
 from recsys_pref.evaluation.beyond_accuracy import homogenization
 from recsys_pref.evaluation.evaluate import audit_metrics
+from recsys_pref.explain.scoring import persona_terms
+from recsys_pref.models.persona import PersonaRecommender
 
 
 def persona_entropy(slate_attention: np.ndarray, valid: np.ndarray | None = None) -> float:
@@ -50,6 +54,29 @@ def homogenization_vs_ideal(recommended: np.ndarray, ideal: np.ndarray, k: int, 
     if recommended.shape[0] != ideal.shape[0]:
         raise ValueError(f"recommended has {recommended.shape[0]} users, ideal {ideal.shape[0]}")
     return homogenization(recommended, k, seed=seed) - homogenization(ideal, k, seed=seed)
+
+
+def ideal_slates(targets: sp.spmatrix, k: int, seed: int = 0) -> np.ndarray:
+    """(n, k) the offline ideal recommender's slates: each user's held-out target items (n,
+    n_items), up to k of them drawn without replacement by default_rng(seed) where there are
+    more, -1 padded."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    targets = sp.csr_matrix(targets)
+    rng = np.random.default_rng(seed)
+    slates = np.full((targets.shape[0], k), -1, np.int64)
+    for user in range(targets.shape[0]):
+        items = targets.indices[targets.indptr[user]:targets.indptr[user + 1]]
+        chosen = rng.choice(items, size=k, replace=False) if len(items) > k else items
+        slates[user, : len(chosen)] = chosen
+    return slates
+
+
+def slate_persona_entropy(model: PersonaRecommender, histories: sp.spmatrix, slates: np.ndarray) -> float:
+    """persona_entropy of the slates (n, L) item ids, -1 padded, of users with (n, n_items)
+    histories, whose attention comes from the model's fold-in of those histories."""
+    terms = persona_terms(model, model.fold_in(histories), np.maximum(slates, 0))
+    return persona_entropy(terms.attention, slates >= 0)
 
 
 def slate_audit(

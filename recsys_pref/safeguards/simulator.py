@@ -24,7 +24,7 @@ current and initial utilities).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -159,7 +159,7 @@ class Simulation:
                 utilities = drift_tastes(utilities, initial, consumed, self.tastes.item_embeddings, config.drift)
             if builder is not None and self.retrain is not None and config.retrain_every and \
                     (round_index + 1) % config.retrain_every == 0:
-                builder = replace(builder, model=self.retrain(histories))
+                builder = builder.with_model(self.retrain(histories))
         return rows
 
     def _metrics(self, slate: np.ndarray, ideal: np.ndarray, attention: np.ndarray | None, utilities: np.ndarray,

@@ -56,6 +56,10 @@ class SlateBuilder:
             item_genres = item_category_matrix(genres)[0]
         return cls(model, base_distributions(item_rewards(model)), item_genres)
 
+    def with_model(self, model: PersonaRecommender) -> "SlateBuilder":
+        """The same genres with another (for example retrained) model and its base distributions."""
+        return SlateBuilder(model, base_distributions(item_rewards(model)), self.item_genres)
+
     @classmethod
     def for_dataset(cls, model: PersonaRecommender, dataset: InteractionDataset) -> "SlateBuilder":
         genres = dataset.items["genres"].to_list() if "genres" in dataset.items.columns else None

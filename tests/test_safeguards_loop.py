@@ -1,0 +1,112 @@
+"""The feedback loop with retraining, the honest target check, the safeguards sweep, and the
+audit metrics that every evaluation reports (persona entropy, Chaney's homogenization)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys_pref.bench.safeguards import NOT_MEASURABLE, SafeguardsBenchConfig, target_check
+from recsys_pref.cli import main
+from recsys_pref.data import make_split, make_synthetic, SplitConfig
+from recsys_pref.evaluation.evaluate import evaluate
+from recsys_pref.models.popularity import Popularity
+from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
+from recsys_pref.safeguards import SafeguardsConfig
+from recsys_pref.safeguards.audit import ideal_slates
+from recsys_pref.safeguards.simulator import Simulation, SimulationConfig, TrueTastes
+from recsys_pref.safeguards.slate import SlateBuilder
+
+TINY = PersonaConfig(n_personas=2, n_bases=8, embedding_dim=8, hidden_dim=16, max_epochs=2, patience=2,
+                     batch_size=32, progress=False)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return make_synthetic(n_users=120, n_items=60, n_personas=3, density=0.15, seed=4)
+
+
+@pytest.fixture(scope="module")
+def split(dataset):
+    return make_split(dataset, SplitConfig(test_share=0.3, val_share=0.1, seed=0))
+
+
+@pytest.fixture(scope="module")
+def model(split):
+    return PersonaRecommender(TINY).fit(split.train)
+
+
+def rows(off: tuple[float, float], on: tuple[float, float], metric: str = "homogenization") -> list[dict]:
+    """Rounds 0 and 1 of "off" and "all" with `metric` at the given values and fixed others."""
+    fixed = {"ndcg@10": 1.0, "calibration_kl": 1.0, "homogenization": 0.1, "homogenization_vs_ideal": 0.0}
+    return [fixed | {"safeguards": name, "round": round_index, metric: values[round_index]}
+            for name, values in (("off", off), ("all", on)) for round_index in (0, 1)]
+
+
+def test_target_check_calls_a_growth_target_not_measurable_when_off_does_not_grow():
+    check = target_check(rows(off=(0.2, 0.1), on=(0.2, 0.05)), rounds=1)
+    assert check["homogenization_growth_met"] == NOT_MEASURABLE
+
+
+def test_target_check_meets_the_growth_target_only_at_half_of_offs_growth():
+    assert check_met(off=(0.1, 0.3), on=(0.1, 0.19)) is True
+    assert check_met(off=(0.1, 0.3), on=(0.1, 0.21)) is False
+
+
+def check_met(off, on):
+    return target_check(rows(off, on), rounds=1)["homogenization_growth_met"]
+
+
+def test_retraining_refits_the_model_every_n_rounds_and_rebuilds_its_bases(split, model):
+    users = np.arange(10)
+    histories = split.test.fold_in[:10]
+    refits = []
+
+    def refit(grown: sp.csr_matrix) -> PersonaRecommender:
+        refits.append(grown.copy())
+        return PersonaRecommender(TINY).fit(sp.vstack([split.train, grown]).tocsr())
+
+    tastes = TrueTastes(np.random.default_rng(0).normal(size=(10, model.n_items)), model.item_embeddings)
+    simulation = Simulation(SlateBuilder.for_model(model), tastes, histories, retrain=refit)
+    simulation.run(SafeguardsConfig(), SimulationConfig(rounds=4, retrain_every=2))
+    assert len(refits) == 2
+    assert refits[1].nnz > refits[0].nnz > histories.nnz
+    assert len(users) == refits[0].shape[0]
+
+
+def test_with_overrides_routes_simulation_bench_and_model_keys():
+    config = SafeguardsBenchConfig().with_overrides({"retrain_every": 3, "drift": 0.0, "n_users": 50, "max_epochs": 5})
+    assert (config.simulation.retrain_every, config.simulation.drift) == (3, 0.0)
+    assert config.n_users == 50 and config.model["max_epochs"] == 5
+
+
+def test_ideal_slates_hold_up_to_k_of_each_users_targets():
+    targets = sp.csr_matrix(np.array([[1, 1, 1, 1, 0], [0, 0, 0, 0, 1]], dtype=np.float32))
+    slates = ideal_slates(targets, k=2, seed=0)
+    assert set(slates[0]) <= {0, 1, 2, 3} and len(set(slates[0])) == 2
+    assert slates[1].tolist() == [4, -1]
+
+
+def test_evaluate_reports_persona_entropy_and_chaney_homogenization_for_persona_models(split, model):
+    metrics = evaluate(model, split.test, catalog=split.catalog).metrics
+    assert 0.0 <= metrics["persona_entropy@10"] <= 1.0
+    assert -1.0 <= metrics["homogenization_vs_ideal@10"] <= 1.0
+
+
+def test_evaluate_reports_chaney_homogenization_but_no_persona_entropy_for_other_models(split):
+    popularity = Popularity().fit(split.train)
+    metrics = evaluate(popularity, split.test, catalog=split.catalog).metrics
+    assert "persona_entropy@10" not in metrics
+    assert metrics["homogenization_vs_ideal@10"] > 0  # everyone gets the same list, tastes differ
+
+
+def test_bench_safeguards_sweep_quick_reports_costs_against_off(tmp_path):
+    code = main(["bench", "safeguards", "--dataset", "synthetic", "--synthetic", "n_users=200",
+                 "--synthetic", "n_items=80", "--out", str(tmp_path), "--quick", "--sweep"])
+    assert code == 0
+    result = json.loads((tmp_path / "safeguards.json").read_text())
+    by_name = {row["safeguards"]: row for row in result["rows"]}
+    assert by_name["off"]["ndcg_cost"] == pytest.approx(0.0)
+    assert len(by_name) == 5 and all("calibration_kl_ratio" in row for row in by_name.values())
