@@ -22,7 +22,7 @@ from recsys_pref.evaluation.ranking import top_k
 from recsys_pref.evaluation.tuning import build_model
 from recsys_pref.explain.labels import label
 from recsys_pref.models.persona import PersonaRecommender
-from recsys_pref.safeguards.config import SafeguardsConfig
+from recsys_pref.safeguards.config import SafeguardsConfig, load_safeguards
 from recsys_pref.safeguards.slate import SlateBuilder
 
 DEMO_DATASET = "ml-latest-small"
@@ -88,13 +88,13 @@ def show_user(model: PersonaRecommender, dataset: InteractionDataset, split: Spl
 
 
 def show_safeguards(model: PersonaRecommender, dataset: InteractionDataset, history, banned: np.ndarray) -> None:
-    """Print one user's top 10 without and with the "all" safeguards preset (conf/safeguards.yaml:
-    calibrated re-ranking, bounded state, exploration slots), side by side."""
+    """Print one user's top 10 without and with the safeguards of conf/safeguards.yaml
+    (calibrated re-ranking, bounded state, an exploration slot), side by side."""
     builder = SlateBuilder.for_dataset(model, dataset)
     state = model.fold_in(history)
     plain = builder.build(state, history, 10, SafeguardsConfig(), banned_items=banned)
-    guarded = builder.build(state, history, 10, SafeguardsConfig.preset("all"), banned_items=banned)
-    print("Same user with echo-chamber safeguards (`--safeguards all`): without | with")
+    guarded = builder.build(state, history, 10, load_safeguards("safeguards"), banned_items=banned)
+    print("Same user with echo-chamber safeguards (`--safeguards safeguards`): without | with")
     for rank in range(10):
         mark = " (exploration)" if guarded.exploration[0, rank] else ""
         without, with_ = (_titles(dataset, slate.items[0, rank : rank + 1])[0] for slate in (plain, guarded))
