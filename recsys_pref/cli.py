@@ -59,7 +59,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     result = run_suite(args.suite, dataset, quick=args.quick, models=args.models, seeds=args.seeds,
                        budget=args.budget, overrides=dict(args.overrides), sweep=args.sweep)
     json_path, md_path = write_result(result, args.out)
-    if result.suite == "safeguards":
+    if result.suite == "safeguards" and not args.sweep:
         from recsys_pref.bench.safeguards import write_plot
 
         print(f"wrote {write_plot(result, args.out)}")
@@ -240,14 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_options(bench)
     bench.add_argument("--out", type=Path, required=True, help="output directory")
     bench.add_argument("--quick", action="store_true", help="a reduced run for tests")
-    bench.add_argument("--models", nargs="+", default=None, help="models to include (default: the suite's own list)")
+    bench.add_argument("--models", nargs="+", default=None,
+                       help="models to include (default: the suite's own list); safeguards: the presets to run")
     bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3, or 1 with --quick)")
     bench.add_argument("--budget", type=int, default=None,
                        help="configurations tried per model (default: 8, or 2 with --quick)")
     bench.add_argument("--set", dest="overrides", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="fix a hyperparameter for every model that has it, e.g. --set accelerator=gpu")
     bench.add_argument("--sweep", action="store_true",
-                       help="accuracy: the persona model over M x K x tau on validation users")
+                       help="accuracy: the persona model over M x K x tau on validation users; "
+                            "safeguards: a grid of safeguard settings read at the last round against off")
     bench.set_defaults(handler=_cmd_bench)
     return parser
 
