@@ -9,7 +9,7 @@ them; zeros change no inner product), hence
 persona m's reward for item i plus the item's bias: an upper bound of the attentive score
 s(u, i) (see `retrieval.certified`). The index type is a FAISS index-factory string: "Flat"
 (exact, linear in the catalog) for small catalogs, "IVF{nlist},Flat", "HNSW32" or
-"IVF{nlist},PQ36x4fs" style indexes (approximate, sublinear) for large ones, "{nlist}" standing
+"IVF{nlist},PQ72x4fs" style indexes (approximate, sublinear) for large ones, "{nlist}" standing
 for the catalog's IVF cell count (`ivf_cells`); "auto" picks by catalog size.
 
 "Flat" searches inner products directly. Approximate indexes search the same ranking as a
@@ -48,14 +48,17 @@ class IndexMismatchError(ArtifactError):
 class IndexConfig:
     """How the candidate index is built and searched.
 
-    factory: a FAISS index-factory string ("Flat", "HNSW32", "IVF{nlist},Flat", "IVF1024,PQ36x4fs",
+    factory: a FAISS index-factory string ("Flat", "HNSW32", "IVF{nlist},Flat", "IVF1024,PQ72x4fs",
         ...; "{nlist}" becomes `ivf_cells(n_items)`) or "auto": "Flat" up to `flat_max_items`
         items, `large_factory` above.
     flat_max_items: largest catalog "auto" serves with an exact flat scan. 100k items x 72
         floats is a 29 MB scan per query, about as fast as a graph walk at that size.
     large_factory: what "auto" uses above `flat_max_items`. IVF-Flat: on the 1M synthetic
-        catalog (BENCHMARKS.md, "Retrieval") it kept recall@10 near 0.99 where HNSW32 (built with
-        ef_construction 40; more took over 8 minutes to build) and IVF-PQ fell to 0.7-0.85.
+        catalog (BENCHMARKS.md, "Retrieval") it kept recall@10 at 0.99 with the default 64
+        candidates per persona, where HNSW32 (ef_construction 40; 160 did not finish building
+        in 8 minutes) fell to 0.69. "IVF{nlist},PQ72x4fs" (one 4-bit code per stored float)
+        with 256 candidates per persona reached 0.99 at 3.9x the speed of
+        implicit's ALS; it needs `CertifiedConfig(candidates=256)` beside it, so it is opt-in.
     ef_search: HNSW candidate-queue length per query (more = higher recall, slower).
     ef_construction: HNSW queue length while building (more = better graph, slower build).
     probe_share: share of the IVF cells visited per query (more = higher recall, slower); 1/8
