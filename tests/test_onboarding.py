@@ -254,3 +254,18 @@ def test_ids_of_the_onboarder_must_match_the_model(model, synthetic):
     with pytest.raises(ValueError, match="item_ids has"):
         onboarder = onboarder_for(model, synthetic)
         type(onboarder)(onboarder.space, onboarder.pool, IdMap(np.arange(3), "item"))
+
+
+def test_full_shrinkage_keeps_an_onboarded_user_at_the_population_prior(synthetic):
+    """The model's state bounds hold in onboarding as in fold-in: with shrinkage 1 every
+    answer leaves the scores at the empty-history prior's (the answers carry no information
+    about a state that is always the prior, so the posterior may not even move)."""
+    config = PersonaConfig.preset("persona", state_shrinkage=1.0, **SMALL)
+    shrunk = PersonaRecommender(config).fit(synthetic.to_csr())
+    onboarder = onboarder_for(shrunk, synthetic, question_type="pair")
+    state = onboarder.start()
+    before, _ = onboarder.scores_and_attention([state])
+    for _ in range(3):
+        onboarder.answer_index(state, onboarder.next_question_indices(state)[0])
+    after, _ = onboarder.scores_and_attention([state])
+    np.testing.assert_allclose(after, before, atol=1e-9)

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from recsys_pref.models.persona import PersonaRecommender, PersonaState, base_rewards, score_from_state
+from recsys_pref.models.state_bounds import bound_state
 
 NONE = -1  # outcome: "none of these" (choice questions)
 TIE = -2  # outcome: "no preference" (pair questions)
@@ -109,6 +110,9 @@ class StateSpace:
             raise ValueError(f"catalog mask needs shape ({self.n_items},), got {self.catalog.shape}")
         self._catalog_index = torch.from_numpy(np.flatnonzero(self.catalog))
         self.log_known = math.log(n_known)
+        self.bounds = config.state_bounds  # the model's safeguards hold for onboarded states too
+        with torch.no_grad():
+            self.bound_prior = tuple(part.double() for part in model.network.prior_state())
 
     # -- states -----------------------------------------------------------------------------
     def full_state(self, z: Tensor) -> Tensor:
@@ -116,14 +120,16 @@ class StateSpace:
         return self.mean + self.basis @ z
 
     def persona_state(self, z: np.ndarray) -> PersonaState:
-        """The PersonaState (one user) at coordinates z (r,)."""
-        x = self.full_state(torch.as_tensor(z, dtype=torch.float64)).numpy()
-        return PersonaState.from_vectors(x[None], self.n_personas, self.n_bases)
+        """The PersonaState (one user) at coordinates z (r,), within the model's state bounds."""
+        coefficients, prior_logits = self._split(self.full_state(torch.as_tensor(z, dtype=torch.float64))[None])
+        return PersonaState(coefficients.numpy().astype(np.float32), prior_logits.numpy().astype(np.float32))
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, D) -> coefficients (B, M, K), prior logits (B, M)."""
+        """(B, D) -> coefficients (B, M, K), prior logits (B, M), with the model's state bounds
+        (shrinkage, entropy floors; none by default) applied as the encoder applies them."""
         cut = self.n_personas * self.n_bases
-        return x[:, :cut].reshape(-1, self.n_personas, self.n_bases), x[:, cut:]
+        coefficients, prior_logits = x[:, :cut].reshape(-1, self.n_personas, self.n_bases), x[:, cut:]
+        return bound_state(coefficients, prior_logits, *self.bound_prior, self.bounds)
 
     def catalog_scores(self, z: Tensor) -> Tensor:
         """s(u, i) for every item (n_items,) at z (differentiable)."""

@@ -267,12 +267,10 @@ class Onboarder:
     def scores_and_attention(self, states: Sequence[OnboardingState]) -> tuple[np.ndarray, np.ndarray]:
         """Scores (n, n_items) and attention (n, M, n_items) at each state's posterior mean."""
         z = torch.as_tensor(np.array([state.mean for state in states]), dtype=torch.float64)
-        x = (self.space.mean[None] + z @ self.space.basis.T).numpy()
-        persona = PersonaState.from_vectors(x, self.space.n_personas, self.space.n_bases)
         with torch.no_grad():
+            coefficients, prior_logits = self.space._split(self.space.mean[None] + z @ self.space.basis.T)
             scores, attention = score_from_state(
-                torch.from_numpy(persona.coefficients).double(), torch.from_numpy(persona.prior_logits).double(),
-                self.space.rewards, self.space.bias, self.space.temperature,
+                coefficients, prior_logits, self.space.rewards, self.space.bias, self.space.temperature
             )
         banned = ~self.space.catalog
         scores = scores.numpy()
