@@ -31,7 +31,7 @@ from recsys_pref.evaluation.ranking import top_k
 from recsys_pref.explain.labels import label
 from recsys_pref.onboarding.posterior import NONE, TIE, Observation, Posterior, StateSpace, laplace
 from recsys_pref.onboarding.questions import QuestionConfig, question_pool, select_question
-from recsys_pref.models.persona import PersonaRecommender, PersonaState, score_from_state
+from recsys_pref.models.persona import PersonaRecommender, score_from_state
 
 ANSWER_WORDS = ("none", "tie", "unknown")
 STATE_VERSION = 1
