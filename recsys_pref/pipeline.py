@@ -11,6 +11,7 @@ Users never seen in training are folded in when a history is given for them. Wit
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -21,11 +22,18 @@ import torch
 
 from recsys_pref.data.dataset import IdMap, InteractionDataset, UnknownIdError
 from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.explain.control import Control
+from recsys_pref.explain.explainer import Explainer, ItemExplanation
 from recsys_pref.models.artifact import ArtifactError, load_artifact, save_artifact
 from recsys_pref.models.persona import PersonaConfig, PersonaNetwork, PersonaRecommender, PersonaState
+from recsys_pref.retrieval.certified import PersonaCatalog
+from recsys_pref.retrieval.index import CandidateIndex
+from recsys_pref.retrieval.serving import RetrievalConfig, Retriever, retrieval_config_from_dict
+from recsys_pref.safeguards.config import SafeguardsConfig
 
 UnknownUsers = Literal["error", "population"]
 ARTIFACT_KIND = "persona-pipeline"
+INDEX_FILE = "index.faiss"  # the candidate index inside the artifact directory
 RECOMMENDATION_SCHEMA = {
     "user_id": None,  # dtype of the dataset's user ids
     "rank": pl.Int32,
@@ -48,6 +56,8 @@ class PersonaPipeline:
     histories: sp.csr_matrix
     population_state: PersonaState
     dataset_name: str
+    retrieval: RetrievalConfig = RetrievalConfig()  # how `recommend` scores (retrieval.serving); read once
+    loaded_index: CandidateIndex | None = None  # the artifact's candidate index, else built on first use
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
@@ -129,31 +139,58 @@ class PersonaPipeline:
         history: pl.DataFrame | None = None,
         unknown_users: UnknownUsers = "error",
         filter_seen: bool = True,
+        safeguards: SafeguardsConfig | None = None,
     ) -> pl.DataFrame:
         """Top-k per user as one frame: user_id, rank (1-based), item_id, score, persona (the
-        persona with the largest attention for that item) and persona_weight (that attention).
-        Seen items are never returned: a user with fewer than k unseen items gets fewer rows."""
+        persona with the largest attention for that item) and persona_weight (that attention),
+        persona_label, score_share (that persona's share of the score in score units, the bias
+        shared by attention, so all personas' shares sum to the score) and because_you_liked
+        (history item ids supporting that persona; see explain.attribution).
+        Seen items are never returned: a user with fewer than k unseen items gets fewer rows.
+        `safeguards` (safeguards.SafeguardsConfig; None or all off = this plain ranking) builds
+        the slate with echo-chamber safeguards and adds an `exploration` column."""
         user_list = _user_list(users)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         histories, empty = self.user_histories(user_list, history, unknown_users)
         state = self.states(histories, empty)
-        scores, attention = self.model.explain_scores(state)  # (n, n_items), (n, M, n_items)
-        ids, values = top_k(scores, k, exclude=histories if filter_seen else None)
-        return self._frame(user_list, ids, values, attention)
+        if safeguards is not None and safeguards.active:
+            from recsys_pref.safeguards.serving import safeguarded_frame  # it builds on this class
 
-    def _frame(self, users: list[Any], ids: np.ndarray, values: np.ndarray, attention: np.ndarray) -> pl.DataFrame:
+            return safeguarded_frame(self, user_list, histories, state, k, safeguards, filter_seen)
+        ids, values = self.retriever.top_k(state, k, histories if filter_seen else None)
+        return self._frame(user_list, ids, values, state, histories)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        """Top-K of the serving path: exhaustive scoring below `retrieval.min_items` items, the
+        certified candidate index from that size on (retrieval.serving)."""
+        return Retriever(PersonaCatalog.from_model(self.model), self.retrieval, self.loaded_index)
+
+    def _frame(
+        self, users: list[Any], ids: np.ndarray, values: np.ndarray, state: PersonaState, histories: sp.csr_matrix,
+        control: Control | None = None,
+    ) -> pl.DataFrame:
+        """One row per recommended item (ids (n, k), -1 = none) with its explanation (see explain)."""
+        explained, described = self.explainer.explain(state, histories, ids, control)
         rows, ranks = np.nonzero(ids >= 0)
         items = ids[rows, ranks]
-        persona_attention = attention[rows, :, items]  # (n_rows, M)
+        persona = explained.persona[rows, ranks]
         return pl.DataFrame(
             {
                 "user_id": pl.Series([users[row] for row in rows], dtype=self._user_dtype()),
                 "rank": (ranks + 1).astype(np.int32),
                 "item_id": pl.Series(self.item_ids.to_external(items).tolist(), dtype=self._item_dtype()),
                 "score": values[rows, ranks].astype(np.float32),
-                "persona": persona_attention.argmax(axis=1).astype(np.int32),
-                "persona_weight": persona_attention.max(axis=1).astype(np.float32),
+                "persona": persona.astype(np.int32),
+                "persona_weight": explained.attention[rows, persona, ranks].astype(np.float32),
+                "persona_label": [described[row][m].label for row, m in zip(rows, persona)],
+                "score_share": explained.shares[rows, persona, ranks].astype(np.float32),
+                "because_you_liked": pl.Series(
+                    [self.item_ids.to_external(np.array(explained.supporting[row][rank], np.int64)).tolist()
+                     for row, rank in zip(rows, ranks)],
+                    dtype=pl.List(self._item_dtype()),
+                ),
             }
         )
 
@@ -162,6 +199,74 @@ class PersonaPipeline:
 
     def _item_dtype(self) -> pl.DataType:
         return pl.Series(self.item_ids.external[:1].tolist()).dtype
+
+    # -- explanations and control ----------------------------------------------------------
+    @cached_property
+    def explainer(self) -> Explainer:
+        """Base labels, persona descriptions and explanations for this model (explain.explainer)."""
+        return Explainer.for_items(self.model, self.items, self.histories)
+
+    def _users_state(
+        self, users: Sequence[Any], history: pl.DataFrame | None, unknown_users: UnknownUsers
+    ) -> tuple[sp.csr_matrix, PersonaState]:
+        histories, empty = self.user_histories(users, history, unknown_users)
+        return histories, self.states(histories, empty)
+
+    def _item_names(self, items: np.ndarray) -> list[tuple[Any, str]]:
+        """(external id, title) of item indices."""
+        titles = self.items["title"].gather(items).to_list() if "title" in self.items.columns else [""] * len(items)
+        return list(zip(self.item_ids.to_external(items).tolist(), titles))
+
+    def recommend_adjusted(
+        self,
+        users: pl.DataFrame | pl.Series | Sequence[Any],
+        control: Control,
+        k: int = 10,
+        *,
+        history: pl.DataFrame | None = None,
+        unknown_users: UnknownUsers = "error",
+        filter_seen: bool = True,
+    ) -> pl.DataFrame:
+        """`recommend` with personas or bases muted or boosted (see explain.control), in the same
+        columns; the explanations describe the adjusted scores. Scores the whole catalog."""
+        user_list = _user_list(users)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        histories, state = self._users_state(user_list, history, unknown_users)
+        ids, values = top_k(self.explainer.scores(state, control), k, exclude=histories if filter_seen else None)
+        return self._frame(user_list, ids, values, state, histories, control)
+
+    def explain(
+        self, user: Any, item: Any, *, history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error"
+    ) -> ItemExplanation:
+        """Why `item` scores as it does for `user` (both external ids): the persona it satisfies,
+        every persona's attention and share of the score, and "because you liked" items."""
+        histories, state = self._users_state([user], history, unknown_users)
+        index = self.item_ids.to_index(item)
+        explained, described = self.explainer.explain(state, histories, index[None, :])
+        return ItemExplanation.of(explained, described[0], user, self._item_names)
+
+    def summary(
+        self, user: Any, *, history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error"
+    ) -> str:
+        """One or two sentences describing `user`'s personas by label and weight (explain.summary)."""
+        _, state = self._users_state([user], history, unknown_users)
+        return self.explainer.summaries(state)[0]
+
+    def personas(
+        self, user: Any, *, history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error"
+    ) -> pl.DataFrame:
+        """`user`'s personas: persona, label, strongest bases and top items (titles)."""
+        _, state = self._users_state([user], history, unknown_users)
+        described = self.explainer.describe(state)[0]
+        return pl.DataFrame({
+            "persona": [persona.persona for persona in described],
+            "label": [persona.label for persona in described],
+            "bases": [", ".join(f"{k} {name} ({strength:+.2f})" for k, strength, name in persona.bases)
+                      for persona in described],
+            "top_items": [[title for _, title in self._item_names(np.array(persona.top_items[:5]))]
+                          for persona in described],
+        })
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: Path) -> Path:
@@ -184,7 +289,10 @@ class PersonaPipeline:
             "items": self.items.to_dicts(),
             "training_summary": self.model.training_summary,
         }
-        return save_artifact(Path(directory), ARTIFACT_KIND, arrays, meta)
+        index = self.retriever.index if self.retriever.uses_index else self.retriever.built_index
+        meta["retrieval"] = {"config": asdict(self.retrieval), "index": index.metadata() if index else None}
+        files = {INDEX_FILE: index.to_bytes()} if index else {}
+        return save_artifact(Path(directory), ARTIFACT_KIND, arrays, meta, files)
 
     @classmethod
     def load(cls, directory: Path) -> "PersonaPipeline":
@@ -213,6 +321,11 @@ class PersonaPipeline:
         model.n_users, model.n_items = n_users, n_items
         model.training_summary = meta.get("training_summary", {})
         items = pl.DataFrame(meta["items"]) if meta["items"] else pl.DataFrame({"item_id": meta["item_ids"]})
+        retrieval = meta.get("retrieval") or {}
+        index = None
+        if INDEX_FILE in artifact.files:  # refused (IndexMismatchError) unless built from this model's items
+            index = CandidateIndex.from_bytes(artifact.files[INDEX_FILE], retrieval.get("index") or {},
+                                              model.item_embeddings, model.item_bias)
         return cls(
             model,
             IdMap(np.array(meta["user_ids"]), "user"),
@@ -221,6 +334,8 @@ class PersonaPipeline:
             histories,
             population,
             meta["dataset"],
+            retrieval_config_from_dict(retrieval.get("config") or {}),
+            index,
         )
 
 

@@ -30,7 +30,8 @@ def pipeline(dataset):
 def test_recommend_returns_one_tidy_frame_in_external_ids(pipeline, dataset):
     users = dataset.user_ids.to_list()[:3]
     frame = pipeline.recommend(pl.DataFrame({"user_id": users}), k=5)
-    assert frame.columns == ["user_id", "rank", "item_id", "score", "persona", "persona_weight"]
+    assert frame.columns == ["user_id", "rank", "item_id", "score", "persona", "persona_weight", "persona_label",
+                             "score_share", "because_you_liked"]
     assert frame.height == 15
     assert set(frame["user_id"].to_list()) == set(users)
     assert set(frame["item_id"].to_list()) <= set(dataset.item_ids.to_list())

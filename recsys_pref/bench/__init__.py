@@ -49,4 +49,34 @@ def run_suite(
         from recsys_pref.bench.scale import ScaleBenchConfig, run_scale
 
         return run_scale(dataset, ScaleBenchConfig.quick() if quick else ScaleBenchConfig())
+    if suite == "explanations":
+        from recsys_pref.bench.explanations import ExplanationsBenchConfig, run_explanations
+
+        config = ExplanationsBenchConfig.quick() if quick else ExplanationsBenchConfig()
+        if models:
+            config = replace(config, models=tuple(models))
+        if seeds is not None:
+            config = replace(config, seeds=tuple(range(seeds)))
+        return run_explanations(dataset, config)
+    if suite == "safeguards":
+        from recsys_pref.bench.safeguards import (
+            SafeguardsBenchConfig, run_safeguards, run_safeguards_sweep, sweep_variants,
+        )
+
+        config = (SafeguardsBenchConfig.quick() if quick else SafeguardsBenchConfig()).with_overrides(overrides or {})
+        if models:
+            config = replace(config, settings=tuple(models))
+        if seeds is not None:
+            config = replace(config, seeds=tuple(range(seeds)))
+        if sweep:
+            return run_safeguards_sweep(dataset, config, sweep_variants((0.1,), exploration_shares=(0.1,)) if quick
+                                        else None)
+        return run_safeguards(dataset, config)
+    if suite == "onboarding":
+        from recsys_pref.bench.onboarding import OnboardingBenchConfig, run_onboarding
+
+        onboarding = OnboardingBenchConfig.quick() if quick else OnboardingBenchConfig()
+        if seeds is not None:
+            onboarding = replace(onboarding, seeds=tuple(range(seeds)))
+        return run_onboarding(dataset, onboarding)
     raise NotImplementedError(f"bench suite {suite!r} is not available yet in this version")
