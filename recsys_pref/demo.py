@@ -3,7 +3,8 @@
 Fits every model on a strong-generalization split (held-out users folded in from 80% of their
 positives), evaluates on the other 20% and prints the table; then shows one held-out user as
 the persona model sees them: each persona with its top items and the genres that label it,
-and the user's recommendations with the persona each one satisfies. Models use their
+and the user's recommendations with the persona each one satisfies, without and with the
+echo-chamber safeguards; then onboards a second held-out user by 10 questions. Models use their
 documented default configurations (`recsys-pref bench accuracy` does the tuned comparison).
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from recsys_pref.bench.onboarding import ProfileOracle, known_ratings
 from recsys_pref.bench.results import markdown_table
 from recsys_pref.data import InteractionDataset, SplitConfig, load_dataset, make_split
 from recsys_pref.data.splits import Split
@@ -22,6 +24,7 @@ from recsys_pref.evaluation.ranking import top_k
 from recsys_pref.evaluation.tuning import build_model
 from recsys_pref.explain.labels import label
 from recsys_pref.models.persona import PersonaRecommender
+from recsys_pref.onboarding import OnboardingConfig, build_onboarder
 from recsys_pref.safeguards.config import SafeguardsConfig, load_safeguards
 from recsys_pref.safeguards.slate import SlateBuilder
 
@@ -53,6 +56,7 @@ def run_demo(data_dir: Path | None = None, quick: bool = False, seed: int = 0) -
     print()
     print(markdown_table(rows, TABLE_COLUMNS))
     show_user(persona, dataset, split)
+    show_onboarding(persona, dataset, split)
     return rows
 
 
@@ -99,3 +103,34 @@ def show_safeguards(model: PersonaRecommender, dataset: InteractionDataset, hist
         mark = " (exploration)" if guarded.exploration[0, rank] else ""
         without, with_ = (_titles(dataset, slate.items[0, rank : rank + 1])[0] for slate in (plain, guarded))
         print(f"  {rank + 1:2d}. {without[:40]:40s} | {with_[:40]}{mark}")
+
+
+def show_onboarding(model: PersonaRecommender, dataset: InteractionDataset, split: Split, position: int = 1,
+                    questions: int = 10) -> None:
+    """Onboard one held-out user by `questions` adaptive "which of these do you like most, or
+    none?" questions, answered from their own ratings outside their held-out targets (the
+    onboarding bench's profile oracle; targets are never asked about), then print their persona
+    mix and top 10, marking the held-out targets among them."""
+    onboarder = build_onboarder(model, split.train, dataset.item_ids, OnboardingConfig(max_questions=questions),
+                                dataset.items)
+    targets = split.test.targets[position].indices
+    onboarder.pool = onboarder.pool[~np.isin(onboarder.pool, targets)]
+    threshold = dataset.positive_threshold if dataset.positive_threshold is not None else -np.inf
+    oracle = ProfileOracle(known_ratings(dataset, split, np.array([position]))[0], threshold)
+    user_id = dataset.user_ids.to_external(split.test.users[position : position + 1])[0]
+    print(f"Onboarding user {user_id} as a new user, by {questions} questions answered from their ratings:")
+    state = onboarder.start()
+    while not state.finished:
+        shown = onboarder.next_question_indices(state)
+        reply = oracle(shown, "choice")
+        onboarder.answer_index(state, reply)
+        answer = _titles(dataset, np.array([reply]))[0] if isinstance(reply, int) else reply
+        print(f"  Q{len(state.answers)}: {' / '.join(title[:28] for title in _titles(dataset, np.array(shown)))}"
+              f"  -> {answer}")
+    mix = ", ".join(f"{name} {share:.0%}" for name, share in onboarder.persona_mix(state))
+    print(f"Persona mix after {questions} questions: {mix}")
+    recommended = onboarder.recommend(state, 10)
+    hits = np.isin(dataset.item_ids.to_index(recommended["item_id"].to_list()), targets)
+    print(f"Top 10 ({int(hits.sum())} among the user's {len(targets)} held-out movies, marked *):")
+    for row, hit in zip(recommended.iter_rows(named=True), hits):
+        print(f"  {row['rank']:2d}. {row['title']}{' *' if hit else ''}  [{row['persona_label']}]")

@@ -127,7 +127,7 @@ def _persona_config(config: OnboardingBenchConfig, seed: int) -> PersonaConfig:
     return PersonaConfig.preset("persona", **overrides)
 
 
-def _known_ratings(dataset: InteractionDataset, split: Split, users: np.ndarray) -> list[dict[int, float]]:
+def known_ratings(dataset: InteractionDataset, split: Split, users: np.ndarray) -> list[dict[int, float]]:
     """Per sampled test user (positions into split.test), every rating outside their targets."""
     ratings = dataset.to_csr(dataset.interactions, binary=False)
     result = []
@@ -238,7 +238,7 @@ def benchmark_seed(dataset: InteractionDataset, config: OnboardingBenchConfig, s
     threshold = dataset.positive_threshold if dataset.positive_threshold is not None else -np.inf
     oracles: dict[str, list] = {}
     if "profile" in config.oracles:
-        oracles["profile"] = [ProfileOracle(ratings, threshold) for ratings in _known_ratings(dataset, split, users)]
+        oracles["profile"] = [ProfileOracle(ratings, threshold) for ratings in known_ratings(dataset, split, users)]
     pools_base = None
     for question_type in config.question_types:
         for strategy in config.strategies:
