@@ -342,3 +342,19 @@ def test_warm_started_model_trains_and_keeps_identity_bases_for_amp_cf() -> None
     model.fit(user_items)
     np.testing.assert_array_equal(model.bases, np.eye(8, dtype=np.float32))
     assert np.isfinite(model.score(user_items[:5])).all()
+
+
+def test_unbounded_fold_in_is_the_raw_state_the_bounds_act_on() -> None:
+    from recsys_pref.models.state_bounds import bound_state
+
+    user_items = make_synthetic(n_users=200, n_items=80, seed=2).to_csr()
+    model = make_model("persona", n_bases=8, embedding_dim=8, hidden_dim=16, max_epochs=2, progress=False,
+                       state_shrinkage=0.5)
+    model.fit(user_items)
+    raw, bounded = model.fold_in(user_items[:5], bounded=False), model.fold_in(user_items[:5])
+    with torch.no_grad():
+        prior = model.network.prior_state()
+        expected = bound_state(torch.from_numpy(raw.coefficients), torch.from_numpy(raw.prior_logits), *prior,
+                               model.config.state_bounds)
+    np.testing.assert_allclose(bounded.coefficients, expected[0].numpy(), atol=1e-6)
+    assert not np.allclose(raw.coefficients, bounded.coefficients)

@@ -352,12 +352,13 @@ class PersonaNetwork(nn.Module):
         """r(i) for every item (n_items, K)."""
         return base_rewards(self.item_embeddings, self.bases)
 
-    def encode(self, history: Tensor) -> tuple[Tensor, Tensor]:
+    def encode(self, history: Tensor, bounded: bool = True) -> tuple[Tensor, Tensor]:
         """User state from histories (B, n_items): coefficients (B, M, K), prior logits (B, M),
-        within the configured state bounds (shrinkage toward `prior_state`, entropy floors)."""
+        within the configured state bounds (shrinkage toward `prior_state`, entropy floors)
+        unless `bounded` is False (the raw encoder output)."""
         x = self.dropout(F.normalize(history[:, self.input_items], dim=1))  # (B, n_inputs), unit rows
         coefficients, prior_logits = self._split(self.head(torch.tanh(self.hidden(x))))
-        if not self.state_bounds.active:
+        if not (bounded and self.state_bounds.active):
             return coefficients, prior_logits
         return bound_state(coefficients, prior_logits, *self.prior_state(), self.state_bounds)
 
@@ -666,8 +667,10 @@ class PersonaRecommender(Recommender):
                 scores[start : start + SCORE_BATCH] = network(history).numpy()
         return scores
 
-    def fold_in(self, user_items: sp.spmatrix) -> PersonaState:
-        """States of new users from their histories (n, n_items): one encoder pass, no weight changes."""
+    def fold_in(self, user_items: sp.spmatrix, bounded: bool = True) -> PersonaState:
+        """States of new users from their histories (n, n_items): one encoder pass, no weight
+        changes. bounded=False skips the config's state bounds (onboarding builds its prior
+        from raw states and bounds every state it scores, so the bounds apply once)."""
         network = self._network()
         matrix = check_user_items(user_items, self.n_items)
         empty = np.flatnonzero(np.diff(matrix.indptr) == 0)
@@ -675,7 +678,7 @@ class PersonaRecommender(Recommender):
             raise ValueError(f"cannot fold in users with an empty history (rows {empty[:10].tolist()}); "
                              "onboard them with questions instead")
         with torch.no_grad():
-            coefficients, prior_logits = network.encode(torch.from_numpy(matrix.toarray()))
+            coefficients, prior_logits = network.encode(torch.from_numpy(matrix.toarray()), bounded)
         return PersonaState(coefficients.numpy(), prior_logits.numpy())
 
     def explain_scores(self, state: PersonaState) -> tuple[np.ndarray, np.ndarray]:

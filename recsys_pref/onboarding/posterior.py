@@ -69,8 +69,9 @@ class Observation:
 class StateSpace:
     """The frozen persona model seen as a function of one user's prior coordinates z (r,).
 
-    model: a fitted PersonaRecommender; prior_states: the training users' states, whose mean and
-    covariance make the prior; rank: r (None: the whole state, M * (K + 1)); n_known: items a
+    model: a fitted PersonaRecommender; prior_states: the training users' raw encoder states
+    (`fold_in(..., bounded=False)`: the model's state bounds are applied to every state this
+    space scores, so they must not be in the prior too), whose mean and covariance make the prior; rank: r (None: the whole state, M * (K + 1)); n_known: items a
     typical user has in their history (the none utility's offset); catalog: (n_items,) bool,
     the items that exist for ranking and the none utility (default: all); ridge: added to the
     prior covariance's eigenvalues (a floor so no direction is certain before any answer).

@@ -161,7 +161,8 @@ def build_onboarder(
         raise ValueError("onboarding needs a model trained on at least 2 users with positives")
     popularity = np.asarray(train.sum(axis=0)).ravel()
     n_known = float(np.median(counts[active]))
-    space = StateSpace(model, model.fold_in(train[active]), rank=rank, n_known=n_known, catalog=popularity > 0)
+    raw_states = model.fold_in(train[active], bounded=False)  # StateSpace applies the model's bounds
+    space = StateSpace(model, raw_states, rank=rank, n_known=n_known, catalog=popularity > 0)
     pool = question_pool(popularity, space.rewards.numpy(), space.catalog, config.questions)
     return Onboarder(space, pool, item_ids, config, items, n_known)
 
