@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +119,23 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     if args.out is None:
         print(frame)
     else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(args.out) if args.out.suffix == ".parquet" else _flat(frame).write_csv(args.out)
+        _write_frame(frame, args.out)
         print(f"wrote {frame.height} recommendations for {len(users)} users to {args.out}")
     return 0
+
+
+def _write_frame(frame, path: Path) -> None:
+    """Parquet for .parquet, else CSV, through a temporary file and a rename: an interrupted
+    run leaves any previous file intact and never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        frame.write_parquet(temporary) if path.suffix == ".parquet" else _flat(frame).write_csv(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _flat(frame):

@@ -269,3 +269,24 @@ def test_full_shrinkage_keeps_an_onboarded_user_at_the_population_prior(syntheti
         onboarder.answer_index(state, onboarder.next_question_indices(state)[0])
     after, _ = onboarder.scores_and_attention([state])
     np.testing.assert_allclose(after, before, atol=1e-9)
+
+
+def test_a_state_json_that_is_not_an_object_is_rejected_with_a_clear_error():
+    with pytest.raises(ValueError, match="not an onboarding state"):
+        OnboardingState.from_json("[1, 2, 3]")
+
+
+def test_a_state_with_a_non_finite_mean_is_rejected(model, synthetic):
+    state = onboarder_for(model, synthetic).start()
+    document = json.loads(state.to_json())
+    document["mean"][0] = None
+    with pytest.raises(ValueError, match="not an onboarding state|finite"):
+        OnboardingState.from_json(json.dumps(document))
+
+
+def test_a_state_showing_items_outside_the_catalog_is_rejected(model, synthetic):
+    onboarder = onboarder_for(model, synthetic, question_type="pair")
+    state = onboarder.start()
+    state.questions.append([0, 10_000])
+    with pytest.raises(ValueError, match="outside this model's catalog"):
+        onboarder.next_question(state)

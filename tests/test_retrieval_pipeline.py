@@ -152,3 +152,10 @@ def test_artifact_extra_files_must_have_plain_unreserved_names(tmp_path):
     for name in ("meta.json", "../escape.bin", ".hidden"):
         with pytest.raises(ValueError, match="plain and not reserved"):
             save_artifact(tmp_path / "a", "kind", {"x": np.zeros(1)}, {}, {name: b"data"})
+
+
+def test_a_stored_retrieval_config_with_an_unknown_field_is_an_artifact_error():
+    from recsys_pref.retrieval.serving import retrieval_config_from_dict
+
+    with pytest.raises(ArtifactError, match="not one this version reads"):
+        retrieval_config_from_dict({"index": {"factory": "Flat", "from_the_future": 1}})

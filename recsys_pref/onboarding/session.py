@@ -101,12 +101,16 @@ class OnboardingState:
         """Parse `to_json`'s output; raises ValueError naming what is wrong."""
         try:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError(f"expected a JSON object, got {type(data).__name__}")
             version = data.pop("version")
             state = cls(**data)
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"not an onboarding state: {error}") from error
         if version != STATE_VERSION:
             raise ValueError(f"onboarding state version {version} is not {STATE_VERSION}")
+        if not np.isfinite(np.asarray(state.mean, dtype=float)).all():
+            raise ValueError("onboarding state mean must be finite numbers")
         rank = len(state.mean)
         if np.shape(state.covariance) != (rank, rank) or not np.isfinite(state.covariance).all():
             raise ValueError(f"onboarding state covariance must be finite ({rank}, {rank})")
@@ -260,6 +264,9 @@ class Onboarder:
             raise TypeError(f"expected an OnboardingState, got {type(state).__name__}")
         if len(state.mean) != self.space.rank:
             raise ValueError(f"state has rank {len(state.mean)}, this onboarder {self.space.rank}")
+        shown = [item for question in state.questions for item in question]
+        if any(not 0 <= item < self.space.n_items for item in shown):
+            raise ValueError(f"state shows items outside this model's catalog of {self.space.n_items}")
         if state.question_type != self.config.questions.question_type:
             raise ValueError(f"state asks {state.question_type} questions, this onboarder "
                              f"{self.config.questions.question_type} questions")

@@ -245,7 +245,10 @@ class CandidateIndex:
         Raises IndexMismatchError when the index was built from other item vectors (another
         model, or a retrained one) or its file does not hold what its metadata says.
         """
-        config = IndexConfig(**metadata.get("config", {}))
+        try:
+            config = IndexConfig(**metadata.get("config", {}))
+        except TypeError as error:  # a field this version does not know
+            raise IndexMismatchError(f"the candidate index's config is not one this version reads: {error}") from error
         expected = items_sha256(stored_vectors(item_embeddings, item_bias, config.searches_l2(str(metadata.get("factory")))))
         if metadata.get("items_sha256") != expected:
             raise IndexMismatchError(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from recsys_pref.models.artifact import ArtifactError
 from recsys_pref.models.persona import PersonaState
 from recsys_pref.retrieval.certified import CertifiedConfig, PersonaCatalog, certified_top_k, exhaustive_top_k
 from recsys_pref.retrieval.index import CandidateIndex, IndexConfig
@@ -71,9 +72,13 @@ class Retriever:
 
 
 def retrieval_config_from_dict(values: dict) -> RetrievalConfig:
-    """Inverse of dataclasses.asdict for a RetrievalConfig (as stored in an artifact's metadata)."""
-    return RetrievalConfig(
-        min_items=values.get("min_items", RetrievalConfig.min_items),
-        index=IndexConfig(**values.get("index", {})),
-        certified=CertifiedConfig(**values.get("certified", {})),
-    )
+    """Inverse of dataclasses.asdict for a RetrievalConfig (as stored in an artifact's metadata);
+    a field this version does not know raises ArtifactError naming it."""
+    try:
+        return RetrievalConfig(
+            min_items=values.get("min_items", RetrievalConfig.min_items),
+            index=IndexConfig(**values.get("index", {})),
+            certified=CertifiedConfig(**values.get("certified", {})),
+        )
+    except TypeError as error:
+        raise ArtifactError(f"the stored retrieval config is not one this version reads: {error}") from error
