@@ -32,7 +32,7 @@ from recsys_pref.data import InteractionDataset, SplitConfig, make_split
 from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
 from recsys_pref.models.state_bounds import StateBounds
-from recsys_pref.safeguards.config import PRESETS, SafeguardsConfig
+from recsys_pref.safeguards.config import BOUNDED_STATES, PRESETS, SafeguardsConfig
 from recsys_pref.safeguards.simulator import Simulation, SimulationConfig, TrueTastes
 from recsys_pref.safeguards.slate import SlateBuilder
 
@@ -125,7 +125,6 @@ def _refit_on(train: sp.csr_matrix, model_config: PersonaConfig) -> Callable[[sp
 SWEEP_COLUMNS = ["safeguards", "calibration_lambda", "calibrate_over", "exploration_share", "bounded", "ndcg@10",
                  "ndcg_cost", "calibration_kl", "calibration_kl_ratio", "homogenization", "homogenization_vs_ideal",
                  "persona_entropy", "coverage"]
-BOUNDS_PRESET = {"shrinkage": 0.2, "min_persona_entropy": 0.5, "min_base_entropy": 0.5}
 
 
 def sweep_variants(lambdas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3),
@@ -138,7 +137,7 @@ def sweep_variants(lambdas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3),
     for lam, over, share, bound in product(lambdas, systems, exploration_shares, bounded):
         name = f"lambda={lam} over={'+'.join(over)} explore={share}{' bounded' if bound else ''}"
         variants[name] = SafeguardsConfig(calibration_lambda=lam, calibrate_over=over, exploration_share=share,
-                                          **(BOUNDS_PRESET if bound else {}))
+                                          **(BOUNDED_STATES if bound else {}))
     return variants
 
 

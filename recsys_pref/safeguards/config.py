@@ -17,6 +17,8 @@ from recsys_pref.models.state_bounds import StateBounds
 
 CATEGORY_SYSTEMS = ("personas", "bases", "genres")
 PRESETS = ("off", "calibrated", "shrinkage", "exploration", "all")
+#: The state bounds of the "shrinkage" and "all" presets (and of the bench's bounded variants).
+BOUNDED_STATES = {"shrinkage": 0.2, "min_persona_entropy": 0.5, "min_base_entropy": 0.5}
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class SafeguardsConfig:
         over personas and genres with bounded states; an exploration slot (1 of 10) added 3-4
         points of NDCG cost there, so "all" leaves exploration out and "exploration" shows it alone."""
         calibrated = {"calibration_lambda": 0.4}
-        shrinkage = {"shrinkage": 0.2, "min_persona_entropy": 0.5, "min_base_entropy": 0.5}
+        shrinkage = dict(BOUNDED_STATES)
         exploration = {"exploration_share": 0.1}
         settings = {"off": {}, "calibrated": calibrated, "shrinkage": shrinkage, "exploration": exploration,
                     "all": calibrated | shrinkage}
