@@ -132,11 +132,15 @@ class StateSpace:
         coefficients, prior_logits = x[:, :cut].reshape(-1, self.n_personas, self.n_bases), x[:, cut:]
         return bound_state(coefficients, prior_logits, *self.bound_prior, self.bounds)
 
+    def scores_at(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Scores (B, n_items) and attention (B, M, n_items) at coordinates z (B, r)
+        (differentiable)."""
+        coefficients, prior_logits = self._split(self.mean[None] + z @ self.basis.T)
+        return score_from_state(coefficients, prior_logits, self.rewards, self.bias, self.temperature)
+
     def catalog_scores(self, z: Tensor) -> Tensor:
-        """s(u, i) for every item (n_items,) at z (differentiable)."""
-        coefficients, prior_logits = self._split(self.full_state(z)[None])
-        scores, _ = score_from_state(coefficients, prior_logits, self.rewards, self.bias, self.temperature)
-        return scores[0]
+        """s(u, i) for every item (n_items,) at z (r,) (differentiable)."""
+        return self.scores_at(z[None])[0][0]
 
     def none_utility(self, z: Tensor) -> Tensor:
         """s_none = logsumexp over the catalog of s(u, i) - log(n_known) (a scalar, differentiable)."""

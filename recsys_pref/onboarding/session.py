@@ -31,7 +31,7 @@ from recsys_pref.evaluation.ranking import top_k
 from recsys_pref.explain.labels import label
 from recsys_pref.onboarding.posterior import NONE, TIE, Observation, Posterior, StateSpace, laplace
 from recsys_pref.onboarding.questions import QuestionConfig, question_pool, select_question
-from recsys_pref.models.persona import PersonaRecommender, score_from_state
+from recsys_pref.models.persona import PersonaRecommender
 
 ANSWER_WORDS = ("none", "tie", "unknown")
 STATE_VERSION = 1
@@ -276,10 +276,7 @@ class Onboarder:
         """Scores (n, n_items) and attention (n, M, n_items) at each state's posterior mean."""
         z = torch.as_tensor(np.array([state.mean for state in states]), dtype=torch.float64)
         with torch.no_grad():
-            coefficients, prior_logits = self.space._split(self.space.mean[None] + z @ self.space.basis.T)
-            scores, attention = score_from_state(
-                coefficients, prior_logits, self.space.rewards, self.space.bias, self.space.temperature
-            )
+            scores, attention = self.space.scores_at(z)
         banned = ~self.space.catalog
         scores = scores.numpy()
         scores[:, banned] = -np.inf
@@ -300,9 +297,7 @@ class Onboarder:
             for row, state in enumerate(states):
                 root = torch.linalg.cholesky(torch.tensor(state.covariance, dtype=torch.float64))
                 z = torch.tensor(state.mean, dtype=torch.float64) + noise @ root.T
-                coefficients, prior_logits = self.space._split(self.space.mean[None] + z @ self.space.basis.T)
-                scores, _ = score_from_state(coefficients, prior_logits, self.space.rewards, self.space.bias,
-                                             self.space.temperature)  # (S, n_items)
+                scores, _ = self.space.scores_at(z)  # (S, n_items)
                 shares = torch.log_softmax(scores.masked_fill(~catalog, -torch.inf), dim=1)
                 result[row] = (torch.logsumexp(shares, dim=0) - np.log(samples)).numpy()
         return result
