@@ -303,11 +303,12 @@ class Onboarder:
         return result
 
     def persona_labels(self, state: OnboardingState, n_items: int = 50) -> list[str]:
-        """A label per persona from the genres of its own top `n_items` items ("persona m"
-        without genres)."""
-        rewards = self.persona_rewards(state)  # (M, n_items)
+        """A label per persona from the genres of its own top `n_items` items by rho_m(i) + b_i,
+        the score if that persona alone held the attention, as the demo labels personas
+        ("persona m" without genres)."""
+        own_scores = self.persona_rewards(state) + self.space.bias.numpy()  # (M, n_items)
         labels = []
-        for m, row in enumerate(rewards):
+        for m, row in enumerate(own_scores):
             row = np.where(self.space.catalog, row, -np.inf)
             top = np.argsort(-row, kind="stable")[:n_items]
             labels.append(label(self.item_genres, top) if self.item_genres else f"persona {m}")
