@@ -152,8 +152,7 @@ class PersonaPipeline:
         user_list = _user_list(users)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        histories, empty = self.user_histories(user_list, history, unknown_users)
-        state = self.states(histories, empty)
+        histories, state = self._users_state(user_list, history, unknown_users)
         if safeguards is not None and safeguards.active:
             from recsys_pref.safeguards.serving import safeguarded_frame  # it builds on this class
 
