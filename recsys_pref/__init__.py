@@ -2,7 +2,7 @@
 
 The public API is re-exported here; everything else may change between versions.
 """
-__version__ = "0.1.0"
+from recsys_pref.core.version import __version__  # noqa: F401
 
 from recsys_pref.data import (  # noqa: E402
     HeldOut,

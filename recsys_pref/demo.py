@@ -20,7 +20,7 @@ from recsys_pref.bench.results import markdown_table
 from recsys_pref.data import InteractionDataset, SplitConfig, load_dataset, make_split
 from recsys_pref.data.splits import Split
 from recsys_pref.evaluation.evaluate import evaluate
-from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.core.ranking import top_k
 from recsys_pref.evaluation.tuning import build_model
 from recsys_pref.explain.labels import label
 from recsys_pref.models.persona import PersonaRecommender

@@ -21,12 +21,12 @@ import scipy.sparse as sp
 import torch
 
 from recsys_pref.data.dataset import IdMap, InteractionDataset, UnknownIdError
-from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.core.ranking import top_k
 from recsys_pref.explain.control import Control
 from recsys_pref.explain.explainer import Explainer, ItemExplanation
 from recsys_pref.models.artifact import ArtifactError, load_artifact, save_artifact
 from recsys_pref.models.persona import PersonaConfig, PersonaNetwork, PersonaRecommender, PersonaState
-from recsys_pref.retrieval.certified import PersonaCatalog
+from recsys_pref.models.persona.scorer import SharedSide
 from recsys_pref.retrieval.index import CandidateIndex
 from recsys_pref.retrieval.serving import RetrievalConfig, Retriever, retrieval_config_from_dict
 from recsys_pref.safeguards.config import SafeguardsConfig
@@ -164,7 +164,7 @@ class PersonaPipeline:
     def retriever(self) -> Retriever:
         """Top-K of the serving path: exhaustive scoring below `retrieval.min_items` items, the
         certified candidate index from that size on (retrieval.serving)."""
-        return Retriever(PersonaCatalog.from_model(self.model), self.retrieval, self.loaded_index)
+        return Retriever(self.model.shared, self.retrieval, self.loaded_index)
 
     def _frame(
         self, users: list[Any], ids: np.ndarray, values: np.ndarray, state: PersonaState, histories: sp.csr_matrix,

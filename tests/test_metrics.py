@@ -1,4 +1,4 @@
-"""Specification of the per-user ranking accuracy metrics in recsys_pref.evaluation.metrics."""
+"""Specification of the per-user ranking accuracy metrics in recsys_pref.core.metrics."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys_pref.evaluation.metrics import (
+from recsys_pref.core.metrics import (
     hit_rate_at_k,
     map_at_k,
     mean_ignoring_nan,

@@ -1,11 +1,11 @@
-"""Specification of full-catalog top-k ranking in recsys_pref.evaluation.ranking."""
+"""Specification of full-catalog top-k ranking in recsys_pref.core.ranking."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.core.ranking import top_k
 
 
 def test_returns_highest_scores_in_descending_order() -> None:

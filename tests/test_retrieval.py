@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recsys_pref.models.persona import PersonaState
-from recsys_pref.retrieval.certified import CertifiedConfig, PersonaCatalog, certified_top_k, exhaustive_top_k
+from recsys_pref.retrieval.certified import CertifiedConfig, SharedSide, certified_top_k, exhaustive_top_k
 from recsys_pref.retrieval.index import CandidateIndex, IndexConfig, IndexMismatchError
 
 
@@ -25,7 +25,7 @@ def random_case(seed: int, n_items: int, n_personas: int, coarse: bool, exclude_
     if coarse and n_items > 1:
         copies = rng.integers(0, n_items, n_items // 2)
         embeddings[rng.integers(0, n_items, len(copies))] = embeddings[copies]
-    catalog = PersonaCatalog(embeddings, bias, draw(k_bases, d), float(rng.choice([0.1, 1.0, 5.0])))
+    catalog = SharedSide(embeddings, bias, draw(k_bases, d), float(rng.choice([0.1, 1.0, 5.0])))
     state = PersonaState(draw(n_users, n_personas, k_bases), draw(n_users, n_personas))
     exclude = sp.csr_matrix(rng.random((n_users, n_items)) < exclude_share)
     return catalog, state, exclude
@@ -74,7 +74,7 @@ def test_users_that_fail_the_certificate_fall_back_to_exhaustive_scoring():
 
 def test_a_catalog_scored_through_the_bound_rescores_fewer_items_than_it_holds():
     rng = np.random.default_rng(0)
-    catalog = PersonaCatalog(rng.standard_normal((5000, 8)), rng.standard_normal(5000), rng.standard_normal((4, 8)), 1.0)
+    catalog = SharedSide(rng.standard_normal((5000, 8)), rng.standard_normal(5000), rng.standard_normal((4, 8)), 1.0)
     state = PersonaState(rng.standard_normal((20, 2, 4)), np.zeros((20, 2)))
     index = CandidateIndex.build(catalog.item_embeddings, catalog.item_bias)
     result = certified_top_k(index, catalog, state, 10)

@@ -12,11 +12,11 @@ import scipy.sparse as sp
 from recsys_pref.cli import main
 from recsys_pref.data import make_synthetic
 from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
-from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.core.ranking import top_k
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
 from recsys_pref.pipeline import PersonaPipeline
 from recsys_pref.safeguards import SafeguardsConfig, load_safeguards
-from recsys_pref.safeguards.audit import homogenization_vs_ideal, persona_entropy
+from recsys_pref.evaluation.audit import homogenization_vs_ideal, persona_entropy
 from recsys_pref.safeguards.exploration import least_seen_bases
 from recsys_pref.safeguards.simulator import Simulation, SimulationConfig, TrueTastes, consume
 from recsys_pref.safeguards.slate import SlateBuilder

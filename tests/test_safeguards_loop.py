@@ -15,7 +15,7 @@ from recsys_pref.evaluation.evaluate import evaluate
 from recsys_pref.models.popularity import Popularity
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
 from recsys_pref.safeguards import SafeguardsConfig
-from recsys_pref.safeguards.audit import ideal_slates
+from recsys_pref.evaluation.audit import ideal_slates
 from recsys_pref.safeguards.simulator import Simulation, SimulationConfig, TrueTastes
 from recsys_pref.safeguards.slate import SlateBuilder
 

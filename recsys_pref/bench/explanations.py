@@ -38,7 +38,7 @@ from recsys_pref.data.dataset import InteractionDataset
 from recsys_pref.data.splits import HeldOut, Split, SplitConfig, make_split
 from recsys_pref.data.synthetic import SyntheticTruth
 from recsys_pref.evaluation.evaluate import evaluate
-from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.core.ranking import top_k
 from recsys_pref.evaluation.tuning import build_model
 from recsys_pref.explain.explainer import Explainer
 from recsys_pref.explain.labels import NO_LABEL

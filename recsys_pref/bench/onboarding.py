@@ -45,8 +45,8 @@ from recsys_pref.bench.results import BenchResult
 from recsys_pref.data.dataset import IdMap, InteractionDataset
 from recsys_pref.data.splits import Split, SplitConfig, make_split
 from recsys_pref.data.synthetic import make_synthetic
-from recsys_pref.evaluation.metrics import ndcg_at_k, recall_at_k
-from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.core.metrics import ndcg_at_k, recall_at_k
+from recsys_pref.core.ranking import top_k
 from recsys_pref.evaluation.recovery import mix_recovery
 from recsys_pref.models.ease import EASE
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender

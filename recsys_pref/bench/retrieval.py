@@ -42,7 +42,7 @@ from recsys_pref.data.dataset import InteractionDataset
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender, PersonaState
 from recsys_pref.retrieval.certified import (
     CertifiedConfig,
-    PersonaCatalog,
+    SharedSide,
     certified_top_k,
     exhaustive_top_k,
 )
@@ -122,7 +122,7 @@ class Workload:
     """One catalog and its users: states (n, M, K) and excluded items (n, n_items)."""
 
     name: str
-    catalog: PersonaCatalog
+    catalog: SharedSide
     users: PersonaState
     exclude: sp.csr_matrix
 
@@ -151,7 +151,7 @@ def _workloads(dataset: InteractionDataset, config: RetrievalBenchConfig) -> Ite
     histories = dataset.to_csr()
     model = PersonaRecommender(config.model).fit(histories)
     active = np.flatnonzero(np.diff(histories.indptr) > 0)[: config.users]
-    yield Workload(dataset.name, PersonaCatalog.from_model(model), model.fold_in(histories[active]), histories[active])
+    yield Workload(dataset.name, model.shared, model.fold_in(histories[active]), histories[active])
 
 
 def _catalog_rows(workload: Workload, config: RetrievalBenchConfig) -> list[dict[str, Any]]:
@@ -204,7 +204,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(shares)) if shares else float("nan")
 
 
-def _time_als(catalog: PersonaCatalog, users: PersonaState, exclude: sp.csr_matrix, k: int, threads: int) -> float:
+def _time_als(catalog: SharedSide, users: PersonaState, exclude: sp.csr_matrix, k: int, threads: int) -> float:
     """Seconds implicit's ALS `recommend` takes for these users on a catalog of the same size and
     factor count, seen items filtered (the throughput reference)."""
     als = AlternatingLeastSquares(factors=catalog.item_embeddings.shape[1], num_threads=threads)

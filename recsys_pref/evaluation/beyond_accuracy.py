@@ -1,7 +1,7 @@
 """Beyond-accuracy measures of a recommendation slate: coverage, diversity, exposure,
 popularity bias, calibration and homogenization across users.
 
-``recommended`` follows :mod:`recsys_pref.evaluation.metrics`: int64 (n_users, L), ranked,
+``recommended`` follows :mod:`recsys_pref.core.metrics`: int64 (n_users, L), ranked,
 padded with -1, of which only the first k columns count. Each user's top k is read as the set of
 distinct items in it (padding dropped, a repeated id counted once), because every measure here
 is about which items a user is shown, not where. Each function returns one float for the slate.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_pref.evaluation.metrics import check_recommended, first_occurrence_mask
+from recsys_pref.core.metrics import check_recommended, first_occurrence_mask
 
 _NO_ITEM_LIMIT = np.iinfo(np.int64).max
 

@@ -5,7 +5,7 @@ missing slots score zero). Ranking metrics use the split's recall definition; th
 metrics (coverage, exposure Gini, popularity lift, homogenization, Chaney's homogenization
 relative to an ideal recommender whose slates are the users' held-out targets, persona entropy
 of the slate for persona models, and where item categories are given intra-list diversity
-and calibration KL) are computed on the top-10 (safeguards.audit defines the last three).
+and calibration KL) are computed on the top-10 (evaluation.audit defines the last three).
 """
 from __future__ import annotations
 
@@ -13,24 +13,22 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recsys_pref.data.splits import HeldOut, RecallDenominator
-from recsys_pref.evaluation.beyond_accuracy import (
-    calibration_kl,
-    catalog_coverage,
-    gini_exposure,
-    homogenization,
-    intra_list_diversity,
-    popularity_lift,
+from recsys_pref.core.metrics import ranking_metrics
+from recsys_pref.core.ranking import top_k
+from recsys_pref.evaluation.audit import (
+    AUDIT_K,
+    audit_metrics,
+    homogenization_vs_ideal,
+    ideal_slates,
+    slate_persona_entropy,
 )
-from recsys_pref.evaluation.metrics import ranking_metrics
-from recsys_pref.evaluation.ranking import top_k
 from recsys_pref.models.base import Recommender
+from recsys_pref.models.persona import PersonaRecommender
 
 DEFAULT_KS = (10, 20, 50, 100)
-AUDIT_K = 10
 
 
 @dataclass(frozen=True)
@@ -64,33 +62,9 @@ def recommend_held_out(
     return recommended
 
 
-def audit_metrics(
-    recommended: np.ndarray,
-    profiles: sp.csr_matrix,
-    item_popularity: np.ndarray,
-    item_categories: np.ndarray | None = None,
-    k: int = AUDIT_K,
-) -> dict[str, float]:
-    """Beyond-accuracy metrics of the top-k lists (see evaluation.beyond_accuracy)."""
-    n_items = profiles.shape[1]
-    metrics = {
-        f"coverage@{k}": catalog_coverage(recommended, n_items, k),
-        f"gini@{k}": gini_exposure(recommended, n_items, k),
-        f"popularity_lift@{k}": popularity_lift(recommended, item_popularity, profiles, k),
-        f"homogenization@{k}": homogenization(recommended, k),
-    }
-    if item_categories is not None:
-        metrics[f"diversity@{k}"] = intra_list_diversity(recommended, item_categories, k)
-        metrics[f"calibration_kl@{k}"] = calibration_kl(recommended, item_categories, profiles, k)
-    return metrics
-
-
 def model_audit_metrics(model: Recommender, held_out: HeldOut, recommended: np.ndarray) -> dict[str, float]:
     """homogenization_vs_ideal@k (ideal slates: the held-out targets) and, for persona models,
-    persona_entropy@k of the (n_users, k) recommended lists (safeguards.audit)."""
-    from recsys_pref.models.persona import PersonaRecommender
-    from recsys_pref.safeguards.audit import homogenization_vs_ideal, ideal_slates, slate_persona_entropy
-
+    persona_entropy@k of the (n_users, k) recommended lists (evaluation.audit)."""
     k = recommended.shape[1]
     metrics = {f"homogenization_vs_ideal@{k}": homogenization_vs_ideal(recommended, ideal_slates(held_out.targets, k), k)}
     if isinstance(model, PersonaRecommender):

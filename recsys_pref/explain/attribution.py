@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_pref.explain.scoring import PersonaTerms, item_rewards, persona_terms
-from recsys_pref.models.persona import PersonaRecommender, PersonaState
+from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer
+from recsys_pref.models.persona.state import PersonaState
 
 N_SUPPORTING = 3
 
@@ -42,11 +42,6 @@ class RecommendationExplanations:
     supporting: list[list[list[int]]]
 
 
-def score_shares(terms: PersonaTerms) -> np.ndarray:
-    """(n, M, L) alpha_um(i) (rho_um(i) + b_i): each persona's share of the score, bias included."""
-    return terms.attention * (terms.rho + terms.bias[:, None, :])
-
-
 def _padded(histories: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     """Histories as (n, H) item indices padded with 0 and a (n, H) mask of real entries."""
     counts = np.diff(histories.indptr)
@@ -58,25 +53,25 @@ def _padded(histories: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
 
 
 def explain_recommendations(
-    model: PersonaRecommender,
+    scorer: PersonaScorer,
     state: PersonaState,
     histories: sp.csr_matrix,
     items: np.ndarray,
-    persona_weights: np.ndarray | None = None,
+    control: ControlWeights | None = None,
     n_supporting: int = N_SUPPORTING,
 ) -> RecommendationExplanations:
     """Explain `items` (n, L; -1 = none) recommended to the users in `state`, whose histories
-    are the rows of `histories` (n, n_items). `persona_weights` (n, M) or (M,): the control
-    weights the items were ranked with (see explain.scoring); None = the model's own score."""
+    are the rows of `histories` (n, n_items). `control`: the weights the items were ranked
+    with; None = the model's own score."""
     items = np.asarray(items, dtype=np.int64)
     if histories.shape[0] != len(state) or items.shape[0] != len(state):
         raise ValueError(f"{len(state)} states, {histories.shape[0]} histories and {items.shape[0]} item rows must match")
     present = items >= 0
-    terms = persona_terms(model, state, np.where(present, items, 0), persona_weights)
-    persona = terms.attention.argmax(axis=1)  # (n, L)
+    terms = scorer.terms(state, np.where(present, items, 0), control)
+    persona = terms.persona  # (n, L)
     history_items, history_mask = _padded(sp.csr_matrix(histories))
-    history_attention = persona_terms(model, state, history_items, persona_weights).attention  # (n, M, H)
-    rewards = item_rewards(model)
+    history_attention = scorer.terms(state, history_items, control).attention  # (n, M, H)
+    rewards = scorer.shared.rewards
     unit = rewards / np.maximum(np.linalg.norm(rewards, axis=1, keepdims=True), 1e-12)
     supporting = []
     for user in range(len(state)):
@@ -88,4 +83,4 @@ def explain_recommendations(
             held[row[support[position, row] > 0]].tolist() if present[user, position] else []
             for position, row in enumerate(order)
         ])
-    return RecommendationExplanations(items, persona, terms.attention, score_shares(terms), terms.scores, supporting)
+    return RecommendationExplanations(items, persona, terms.attention, terms.shares, terms.scores, supporting)

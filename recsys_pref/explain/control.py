@@ -1,11 +1,11 @@
 """User control: mute or boost one of a user's personas, or a shared base, by id or by label.
 
-- A persona weight w_m scales persona m's attention before renormalisation (explain.scoring):
-  0 mutes it (its attention is zero for every item, the other personas share the rest), 2
-  doubles its pull against the others.
+- A persona weight w_m scales persona m's attention before renormalisation: 0 mutes it (its
+  attention is zero for every item, the other personas share the rest), 2 doubles its pull
+  against the others.
 - A base factor f_k scales every persona's coefficient on base k (c_umk -> f_k c_umk): 0
-  removes that direction of taste from the user, 2 doubles it. It is an edit of the user's
-  state, so the result is an ordinary PersonaState.
+  removes that direction of taste from the user, 2 doubles it.
+Both become `ControlWeights`, the numbers the scorer (models.persona.scorer) applies.
 
 Targets are an int (the persona or base id) or a label: a string matching a persona's or a
 base's label, or one of its tags, case-insensitively ("Horror" matches "Horror & Thriller").
@@ -17,8 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from recsys_pref.explain.labels import BaseLabel
-from recsys_pref.models.persona import PersonaState
+from recsys_pref.models.persona.scorer import ControlWeights
 
 Target = int | str
 
@@ -57,9 +56,10 @@ def resolve(target: Target, labels: Sequence[str], kind: str) -> list[int]:
     return found
 
 
-def persona_weights(control: Control, persona_labels: Sequence[Sequence[str]]) -> np.ndarray:
-    """(n, M) weights for users whose personas carry `persona_labels` (n lists of M labels).
-    A label only applies to the users who have a persona with it; an id applies to everyone."""
+def control_weights(control: Control, persona_labels: Sequence[Sequence[str]], base_labels: Sequence[str]) -> ControlWeights:
+    """The scorer's weights for users whose personas carry `persona_labels` (n lists of M labels),
+    the K bases being labelled `base_labels`. A persona label only applies to the users who have
+    a persona with it (ValueError if none has); an id applies to everyone."""
     n, n_personas = len(persona_labels), len(persona_labels[0]) if persona_labels else 0
     weights = np.ones((n, n_personas))
     for target, weight in control.personas.items():
@@ -71,13 +71,7 @@ def persona_weights(control: Control, persona_labels: Sequence[Sequence[str]]) -
             matched = True
         if not matched:
             raise ValueError(f"no user's persona is labelled {target!r}")
-    return weights
-
-
-def scale_bases(state: PersonaState, control: Control, bases: Sequence[BaseLabel]) -> PersonaState:
-    """`state` with each persona's coefficient on the controlled bases multiplied by their factor."""
-    factors = np.ones(state.coefficients.shape[2], np.float32)
-    names = [base.label for base in bases]
+    factors = np.ones(len(base_labels))
     for target, factor in control.bases.items():
-        factors[resolve(target, names, "base")] = factor
-    return PersonaState(state.coefficients * factors, state.prior_logits)
+        factors[resolve(target, base_labels, "base")] = factor
+    return ControlWeights(weights, factors)

@@ -1,6 +1,6 @@
 """The explanation layer of one fitted persona model with its item metadata.
 
-`Explainer` holds what explanations need besides a user's state: the model, each item's tags
+`Explainer` holds what explanations need besides a user's state: the scorer, each item's tags
 (genres and tags), which items are well enough known to label with (`eligible`), and the
 base labels (computed once). PersonaPipeline uses it for the explanation columns of
 `recommend`, for `explain`, `summary` and `recommend_adjusted`; the explanations bench uses it
@@ -16,7 +16,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys_pref.explain.attribution import RecommendationExplanations, explain_recommendations
-from recsys_pref.explain.control import Control, persona_weights, scale_bases
+from recsys_pref.explain.control import Control, control_weights
 from recsys_pref.explain.labels import (
     BaseLabel,
     PersonaDescription,
@@ -25,66 +25,62 @@ from recsys_pref.explain.labels import (
     eligible_items,
     item_tag_lists,
 )
-from recsys_pref.explain.scoring import persona_terms
 from recsys_pref.explain.summary import persona_mix, summarize
-from recsys_pref.models.persona import PersonaRecommender, PersonaState
+from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer
+from recsys_pref.models.persona.state import PersonaState
 
 
 @dataclass
 class Explainer:
-    """model: fitted; item_tags: per item its genres and tags; eligible: (n_items,) bool, items
-    used for labels (see explain.labels)."""
+    """scorer: the fitted model's scorer; item_tags: per item its genres and tags; eligible:
+    (n_items,) bool, items used for labels (see explain.labels)."""
 
-    model: PersonaRecommender
+    scorer: PersonaScorer
     item_tags: list[list[str]]
     eligible: np.ndarray
     _bases: list[BaseLabel] | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def for_items(cls, model: PersonaRecommender, items: pl.DataFrame, training: sp.spmatrix) -> "Explainer":
+    def for_items(cls, scorer: PersonaScorer, items: pl.DataFrame, training: sp.spmatrix) -> "Explainer":
         """From a dataset's `items` frame and the (n_users, n_items) training positives."""
         item_users = np.asarray((sp.csr_matrix(training) > 0).sum(axis=0)).ravel()
         if items.height != len(item_users):
             raise ValueError(f"{items.height} items have metadata but the training matrix has {len(item_users)}")
-        return cls(model, item_tag_lists(items), eligible_items(item_users))
+        return cls(scorer, item_tag_lists(items), eligible_items(item_users))
 
     @property
     def bases(self) -> list[BaseLabel]:
         """A label per shared base (computed on first use)."""
         if self._bases is None:
-            self._bases = base_labels(self.model, self.item_tags, self.eligible)
+            self._bases = base_labels(self.scorer, self.item_tags, self.eligible)
         return self._bases
 
     def describe(self, state: PersonaState) -> list[list[PersonaDescription]]:
         """Per user, a description of each persona."""
-        return describe_personas(self.model, state, self.item_tags, self.eligible, self.bases)
+        return describe_personas(self.scorer, state, self.item_tags, self.eligible, self.bases)
 
     def explain(
-        self, state: PersonaState, histories: sp.csr_matrix, items: np.ndarray, control: Control | None = None
+        self, state: PersonaState, histories: sp.csr_matrix, items: np.ndarray, control: ControlWeights | None = None,
+        described: list[list[PersonaDescription]] | None = None,
     ) -> tuple[RecommendationExplanations, list[list[PersonaDescription]]]:
         """Explanations of `items` (n, L; -1 = none) under `control`, and the persona descriptions."""
-        described = self.describe(state)
-        state, weights = self.apply(state, control, described)
-        return explain_recommendations(self.model, state, histories, items, weights), described
-
-    def apply(
-        self, state: PersonaState, control: Control | None, described: list[list[PersonaDescription]] | None = None
-    ) -> tuple[PersonaState, np.ndarray | None]:
-        """The state with base factors applied and the (n, M) persona weights of `control`."""
-        if control is None or not (control.personas or control.bases):
-            return state, None
         described = self.describe(state) if described is None else described
-        weights = persona_weights(control, [[persona.label for persona in user] for user in described])
-        return scale_bases(state, control, self.bases), weights
+        return explain_recommendations(self.scorer, state, histories, items, control), described
 
-    def scores(self, state: PersonaState, control: Control | None = None) -> np.ndarray:
-        """(n, n_items) scores under `control`."""
-        state, weights = self.apply(state, control)
-        return persona_terms(self.model, state, None, weights).scores
+    def control_weights(
+        self, state: PersonaState, control: Control | None, described: list[list[PersonaDescription]] | None = None
+    ) -> ControlWeights | None:
+        """The scorer's weights for `control` (labels resolved against these users' personas and
+        the base labels); None when `control` changes nothing."""
+        if control is None or not (control.personas or control.bases):
+            return None
+        described = self.describe(state) if described is None else described
+        return control_weights(control, [[persona.label for persona in user] for user in described],
+                               [base.label for base in self.bases])
 
     def summaries(self, state: PersonaState) -> list[str]:
         """One or two sentences per user (see explain.summary)."""
-        mix = persona_mix(persona_terms(self.model, state))
+        mix = persona_mix(self.scorer.terms(state))
         return [summarize(personas, weights) for personas, weights in zip(self.describe(state), mix)]
 
 

@@ -22,8 +22,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from recsys_pref.explain.scoring import item_rewards
-from recsys_pref.models.persona import PersonaRecommender, PersonaState
+from recsys_pref.models.persona.scorer import PersonaScorer
+from recsys_pref.models.persona.state import PersonaState
 
 NO_LABEL = "–"
 IGNORED_TAGS = frozenset({"(no genres listed)"})
@@ -109,13 +109,13 @@ class BaseLabel:
 
 
 def base_labels(
-    model: PersonaRecommender, item_tags: Sequence[Sequence[str]], eligible: np.ndarray,
+    scorer: PersonaScorer, item_tags: Sequence[Sequence[str]], eligible: np.ndarray,
     n_top: int = TOP_ITEMS, n_exemplars: int = 5,
 ) -> list[BaseLabel]:
     """A label for each of the K bases (see the module docstring)."""
     if len(item_tags) != len(eligible):
         raise ValueError(f"{len(item_tags)} items have tags but the eligibility mask covers {len(eligible)}")
-    rewards = item_rewards(model).T  # (K, n_items)
+    rewards = scorer.shared.rewards.T  # (K, n_items)
     top, bottom = _top(rewards, eligible, n_top), _top(-rewards, eligible, n_top)
     return [
         BaseLabel(k, label(item_tags, top[k]), top_lift_tags(item_tags, top[k]), top[k, :n_exemplars].tolist(),
@@ -124,10 +124,10 @@ def base_labels(
     ]
 
 
-def base_strengths(model: PersonaRecommender, state: PersonaState, eligible: np.ndarray) -> np.ndarray:
+def base_strengths(scorer: PersonaScorer, state: PersonaState, eligible: np.ndarray) -> np.ndarray:
     """(n, M, K) signed strength of base k in persona m: c_umk times the spread (standard
     deviation over eligible items) of r_k, i.e. how much base k moves that persona's reward."""
-    spread = item_rewards(model)[eligible].std(axis=0)  # (K,)
+    spread = scorer.shared.rewards[eligible].std(axis=0)  # (K,)
     return state.coefficients * spread
 
 
@@ -143,17 +143,17 @@ class PersonaDescription:
 
 
 def describe_personas(
-    model: PersonaRecommender, state: PersonaState, item_tags: Sequence[Sequence[str]], eligible: np.ndarray,
+    scorer: PersonaScorer, state: PersonaState, item_tags: Sequence[Sequence[str]], eligible: np.ndarray,
     bases: Sequence[BaseLabel] | None = None, n_top: int = TOP_ITEMS, n_bases: int = 3,
 ) -> list[list[PersonaDescription]]:
     """Per user in `state`, a description of each persona (see the module docstring);
-    `bases` (from base_labels) adds the strongest bases' labels."""
-    rewards = item_rewards(model)  # (n_items, K)
-    bias = model.item_bias
-    strengths = base_strengths(model, state, eligible)  # (n, M, K)
+    `bases` (from base_labels) adds the strongest bases' labels. This is the one labelling of
+    personas: the pipeline, `explain`, onboarding and the demo all name personas through it."""
+    strengths = base_strengths(scorer, state, eligible)  # (n, M, K)
     described = []
     for user in range(len(state)):
-        own_ranking = state.coefficients[user] @ rewards.T + bias  # (M, n_items): rho_um(i) + b_i
+        terms = scorer.terms(PersonaState(state.coefficients[user : user + 1], state.prior_logits[user : user + 1]))
+        own_ranking = terms.rho[0] + terms.bias  # (M, n_items): rho_um(i) + b_i, the persona alone
         top = _top(own_ranking, eligible, n_top)
         personas = []
         for m in range(state.coefficients.shape[1]):

@@ -12,16 +12,16 @@ from typing import Sequence
 import numpy as np
 
 from recsys_pref.explain.labels import NO_LABEL, PersonaDescription
-from recsys_pref.explain.scoring import PersonaTerms
+from recsys_pref.models.persona.scorer import ScoreTerms
 
 TOP_N = 100
 MOSTLY = 0.5  # a weight at least this opens with "Mostly"
 SOME = 0.2  # weights at least this are "some", below it "a little"
 
 
-def persona_mix(terms: PersonaTerms, top_n: int = TOP_N) -> np.ndarray:
+def persona_mix(terms: ScoreTerms, top_n: int = TOP_N) -> np.ndarray:
     """(n, M) weight of each persona: mean attention over each user's top_n items by score.
-    `terms` covers the whole catalog (persona_terms with items=None)."""
+    `terms` covers the whole catalog (PersonaScorer.terms with items=None)."""
     top_n = min(top_n, terms.scores.shape[1])
     top = np.argpartition(-terms.scores, top_n - 1, axis=1)[:, :top_n]  # (n, top_n)
     return np.take_along_axis(terms.attention, top[:, None, :], axis=2).mean(axis=2)

@@ -24,7 +24,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from recsys_pref import __version__
+from recsys_pref.core.version import __version__
 
 ARRAYS_FILE = "arrays.safetensors"
 META_FILE = "meta.json"

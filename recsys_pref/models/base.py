@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.core.ranking import top_k
 
 
 class NotFittedError(RuntimeError):

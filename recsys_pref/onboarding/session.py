@@ -27,7 +27,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys_pref.data.dataset import IdMap, UnknownIdError
-from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.core.ranking import top_k
 from recsys_pref.explain.labels import label
 from recsys_pref.onboarding.posterior import NONE, TIE, Observation, Posterior, StateSpace, laplace
 from recsys_pref.onboarding.questions import QuestionConfig, question_pool, select_question

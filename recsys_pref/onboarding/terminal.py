@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from recsys_pref.bench.results import atomic_write_text
+from recsys_pref.core.files import atomic_write_text
 from recsys_pref.onboarding.questions import QuestionConfig
 from recsys_pref.onboarding.session import Onboarder, OnboardingConfig, OnboardingState, build_onboarder
 from recsys_pref.pipeline import PersonaPipeline

@@ -1,15 +1,13 @@
 """Candidate retrieval: a FAISS index over the item vectors and certified exact top-K."""
 from recsys_pref.retrieval.certified import (
     CertifiedConfig,
-    PersonaCatalog,
     RetrievalResult,
     certified_top_k,
-    exhaustive_top_k,
 )
 from recsys_pref.retrieval.index import CandidateIndex, IndexConfig, IndexMismatchError
 from recsys_pref.retrieval.serving import RetrievalConfig, Retriever
 
 __all__ = [
-    "CandidateIndex", "CertifiedConfig", "IndexConfig", "IndexMismatchError", "PersonaCatalog", "RetrievalConfig",
-    "RetrievalResult", "Retriever", "certified_top_k", "exhaustive_top_k",
+    "CandidateIndex", "CertifiedConfig", "IndexConfig", "IndexMismatchError", "RetrievalConfig",
+    "RetrievalResult", "Retriever", "certified_top_k",
 ]

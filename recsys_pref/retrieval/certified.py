@@ -7,7 +7,7 @@ combination over personas, so
 
 (an average never exceeds its largest term). Candidate generation asks the index for each
 persona's top-N by <y_um, x_i>, merges the M lists, drops excluded items (already seen,
-filtered) and rescores the rest exactly with attention (`score_from_state`). Let t_m be the
+filtered) and rescores the rest exactly with attention (`PersonaScorer.scores`). Let t_m be the
 lowest bound <y_um, x_i> in persona m's list (its N-th score, computed exactly from the
 catalog, not taken from the index): every item outside all lists has s(u, i) <= T = max_m t_m.
 So when the K-th best rescored candidate scores above T, no item outside the lists can enter
@@ -27,74 +27,15 @@ exact top-K of the items the index found, and its recall against exhaustive scor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from recsys_pref.evaluation.ranking import top_k
-from recsys_pref.models.persona import PersonaRecommender, PersonaState, base_rewards, score_from_state
+from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer
+from recsys_pref.models.persona.state import PersonaState
 from recsys_pref.retrieval.index import CandidateIndex
 
-SCORE_FLOATS = 1 << 24  # floats per (users x personas x items) block in exhaustive scoring: 64 MB each
-
-
-@dataclass(frozen=True)
-class PersonaCatalog:
-    """What scoring a catalog needs: item_embeddings E (n_items, d), item_bias b (n_items,),
-    bases P (K, d) and the attention temperature tau; float32, validated."""
-
-    item_embeddings: np.ndarray
-    item_bias: np.ndarray
-    bases: np.ndarray
-    temperature: float
-
-    def __post_init__(self) -> None:
-        for name in ("item_embeddings", "item_bias", "bases"):
-            object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float32))
-        n, d = self.item_embeddings.shape
-        if self.item_bias.shape != (n,) or self.bases.ndim != 2 or self.bases.shape[1] != d:
-            raise ValueError(f"catalog needs E (n, d), b (n,), P (K, d); got {self.item_embeddings.shape}, "
-                             f"{self.item_bias.shape}, {self.bases.shape}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-
-    @classmethod
-    def from_model(cls, model: PersonaRecommender) -> "PersonaCatalog":
-        """The item vectors of a fitted persona model."""
-        return cls(model.item_embeddings, model.item_bias, model.bases, model.config.temperature)
-
-    @property
-    def n_items(self) -> int:
-        return int(self.item_bias.shape[0])
-
-    @cached_property
-    def rewards(self) -> np.ndarray:
-        """r(i) = P e_i for every item (n_items, K), computed once."""
-        return base_rewards(torch.from_numpy(self.item_embeddings), torch.from_numpy(self.bases)).numpy()
-
-    def queries(self, state: PersonaState) -> np.ndarray:
-        """q_um = sum_k c_umk p_k: (n, M, d), so that rho_um(i) = <q_um, e_i>."""
-        if state.coefficients.shape[2] != self.bases.shape[0]:
-            raise ValueError(f"state has K = {state.coefficients.shape[2]} coefficients, the catalog {self.bases.shape[0]} bases")
-        return state.coefficients @ self.bases
-
-    def bounds(self, queries: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """<q_um, e_i> + b_i for per-user, per-persona item lists: queries (B, M, d), items
-        (B, M, N) ids, -1 for none -> (B, M, N) float32, -inf where the id is -1."""
-        valid = items >= 0
-        safe = np.where(valid, items, 0)
-        values = np.einsum("bmd,bmnd->bmn", queries, self.item_embeddings[safe]) + self.item_bias[safe]
-        return np.where(valid, values, -np.inf).astype(np.float32)
-
-    def scores(self, state: PersonaState, items: np.ndarray) -> np.ndarray:
-        """s(u, i) for per-user item lists items (n, L) (valid ids) -> (n, L) float32."""
-        scores, _ = score_from_state(
-            torch.from_numpy(state.coefficients), torch.from_numpy(state.prior_logits),
-            torch.from_numpy(self.rewards[items]), torch.from_numpy(self.item_bias[items]), self.temperature,
-        )
-        return scores.numpy()
+SCORE_FLOATS = 1 << 24  # floats gathered per batch of rescoring (batch x M x N x d): 64 MB
 
 
 @dataclass(frozen=True)
@@ -136,90 +77,78 @@ class RetrievalResult:
         return float(self.certified.mean()) if len(self.certified) else float("nan")
 
 
-def exhaustive_top_k(
-    catalog: PersonaCatalog, state: PersonaState, k: int, exclude: sp.csr_matrix | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The reference: every item scored, top-k per user (ids (n, k), scores (n, k), as
-    `evaluation.ranking.top_k`), in user batches of at most SCORE_FLOATS scores per persona."""
-    exclude = _check_exclude(exclude, len(state), catalog.n_items)
-    rewards, bias = torch.from_numpy(catalog.rewards), torch.from_numpy(catalog.item_bias)
-    batch = max(1, SCORE_FLOATS // (state.coefficients.shape[1] * catalog.n_items))
-    ids = np.empty((len(state), k), np.int64)
-    values = np.empty((len(state), k), np.float32)
-    for start in range(0, len(state), batch):
-        rows = slice(start, start + batch)
-        scores, _ = score_from_state(torch.from_numpy(state.coefficients[rows]), torch.from_numpy(state.prior_logits[rows]),
-                                     rewards, bias, catalog.temperature)
-        ids[rows], values[rows] = top_k(scores.numpy(), k, exclude=None if exclude is None else exclude[rows])
-    return ids, values
-
-
 def certified_top_k(
     index: CandidateIndex,
-    catalog: PersonaCatalog,
+    scorer: PersonaScorer,
     state: PersonaState,
     k: int,
     exclude: sp.csr_matrix | None = None,
     config: CertifiedConfig | None = None,
+    control: ControlWeights | None = None,
 ) -> RetrievalResult:
-    """Top-k per user of `state` from the index's persona lists, certified or widened (see the
-    module docstring). exclude: (n, n_items) sparse, its nonzeros never returned."""
+    """Top-k per user of `state` (under `control`) from the index's persona lists, certified
+    or widened (see the module docstring). exclude: (n, n_items) sparse, its nonzeros never
+    returned."""
     config = config or CertifiedConfig()
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    if index.n_items != catalog.n_items:
-        raise ValueError(f"the index holds {index.n_items} items, the catalog {catalog.n_items}")
-    exclude = _check_exclude(exclude, len(state), catalog.n_items)
+    n_items = scorer.shared.n_items
+    if index.n_items != n_items:
+        raise ValueError(f"the index holds {index.n_items} items, the model {n_items}")
+    exclude = _check_exclude(exclude, len(state), n_items)
     n = len(state)
-    queries = catalog.queries(state)  # (n, M, d)
+    queries = scorer.queries(state, control)  # (n, M, d)
     ids, scores = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
     certified, scored = np.zeros(n, bool), np.zeros(n, np.int64)
-    pending, length = np.arange(n), min(config.candidates, catalog.n_items)
+    pending, length = np.arange(n), min(config.candidates, n_items)
     while len(pending):
         done = np.zeros(len(pending), bool)
         batch_users = max(1, min(config.batch_users, SCORE_FLOATS // (queries.shape[1] * length * queries.shape[2])))
         for start in range(0, len(pending), batch_users):
             users = pending[start : start + batch_users]
-            batch = _certify(index, catalog, _rows(state, users), queries[users], k, length,
-                             None if exclude is None else exclude[users], config.tolerance)
+            batch = _certify(index, scorer, _rows(state, users), queries[users], k, length,
+                             None if exclude is None else exclude[users], config.tolerance,
+                             None if control is None else control.of_users(users))
             ok = batch.certified
             ids[users[ok]], scores[users[ok]], certified[users[ok]] = batch.ids[ok], batch.scores[ok], True
             scored[users] += batch.scored
             done[start : start + len(users)] = ok
         pending = pending[~done]
-        if length >= config.max_candidates or length >= catalog.n_items:
+        if length >= config.max_candidates or length >= n_items:
             break
-        length = min(2 * length, config.max_candidates, catalog.n_items)
+        length = min(2 * length, config.max_candidates, n_items)
     fallback = np.zeros(n, bool)
     if len(pending):
         fallback[pending] = True
-        ids[pending], scores[pending] = exhaustive_top_k(
-            catalog, _rows(state, pending), k, None if exclude is None else exclude[pending])
-        scored[pending] += catalog.n_items
+        ids[pending], scores[pending] = scorer.top_k(
+            _rows(state, pending), k, None if exclude is None else exclude[pending],
+            None if control is None else control.of_users(pending))
+        scored[pending] += n_items
     return RetrievalResult(ids, scores, certified, fallback, scored)
 
 
 def _certify(
     index: CandidateIndex,
-    catalog: PersonaCatalog,
+    scorer: PersonaScorer,
     state: PersonaState,
     queries: np.ndarray,
     k: int,
     length: int,
     exclude: sp.csr_matrix | None,
     tolerance: float,
+    control: ControlWeights | None,
 ) -> RetrievalResult:
     """One round for a batch of B users: lists of `length` per persona, exact rescoring of
     their merged non-excluded items, and the certificate."""
     n_users, n_personas, dim = queries.shape
     lists = index.search(queries.reshape(-1, dim), length).reshape(n_users, n_personas, length)
-    threshold = _list_thresholds(catalog.bounds(queries, lists), catalog.n_items).max(axis=1)  # (B,): T
+    threshold = _list_thresholds(scorer.upper_bounds(state, lists, control), scorer.shared.n_items).max(axis=1)  # (B,): T
     candidates = np.sort(lists.reshape(n_users, -1), axis=1)  # (B, M*N), ascending: ties -> lower id
     keep = candidates >= 0
     keep[:, 1:] &= candidates[:, 1:] != candidates[:, :-1]
     if exclude is not None:
         keep &= ~_excluded(candidates, exclude)
-    rescored = catalog.scores(state, np.where(keep, candidates, 0))
+    rescored = scorer.scores(state, np.where(keep, candidates, 0), control)
     rescored[~keep] = -np.inf
     order = np.argsort(-rescored, axis=1, kind="stable")[:, :k]
     top_scores = np.take_along_axis(rescored, order, axis=1)

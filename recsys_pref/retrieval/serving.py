@@ -14,8 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_pref.models.artifact import ArtifactError
-from recsys_pref.models.persona import PersonaState
-from recsys_pref.retrieval.certified import CertifiedConfig, PersonaCatalog, certified_top_k, exhaustive_top_k
+from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer
+from recsys_pref.models.persona.state import PersonaState
+from recsys_pref.retrieval.certified import CertifiedConfig, certified_top_k
 from recsys_pref.retrieval.index import CandidateIndex, IndexConfig
 
 
@@ -41,20 +42,21 @@ class RetrievalConfig:
 class Retriever:
     """Top-K of users' states over one catalog, through the index when the catalog is large."""
 
-    def __init__(self, catalog: PersonaCatalog, config: RetrievalConfig, index: CandidateIndex | None = None) -> None:
-        if index is not None and index.n_items != catalog.n_items:
-            raise ValueError(f"the index holds {index.n_items} items, the catalog {catalog.n_items}")
-        self.catalog, self.config, self._index = catalog, config, index
+    def __init__(self, scorer: PersonaScorer, config: RetrievalConfig, index: CandidateIndex | None = None) -> None:
+        if index is not None and index.n_items != scorer.shared.n_items:
+            raise ValueError(f"the index holds {index.n_items} items, the model {scorer.shared.n_items}")
+        self.scorer, self.config, self._index = scorer, config, index
 
     @property
     def uses_index(self) -> bool:
-        return self.catalog.n_items >= self.config.min_items
+        return self.scorer.shared.n_items >= self.config.min_items
 
     @property
     def index(self) -> CandidateIndex:
         """The candidate index, built on first use."""
         if self._index is None:
-            self._index = CandidateIndex.build(self.catalog.item_embeddings, self.catalog.item_bias, self.config.index)
+            shared = self.scorer.shared
+            self._index = CandidateIndex.build(shared.item_embeddings, shared.item_bias, self.config.index)
         return self._index
 
     @property
@@ -62,12 +64,13 @@ class Retriever:
         """The index if it exists (built or loaded), else None; never builds one."""
         return self._index
 
-    def top_k(self, state: PersonaState, k: int, exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """ids (n, k) int64 and scores (n, k) float32, padded with -1 / -inf, exclude's nonzeros
-        (n, n_items) never returned; ties go to the lower item index either way."""
+    def top_k(self, state: PersonaState, k: int, exclude: sp.csr_matrix | None = None,
+              control: ControlWeights | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """ids (n, k) int64 and scores (n, k) float32 under `control`, padded with -1 / -inf,
+        exclude's nonzeros (n, n_items) never returned; ties go to the lower item index either way."""
         if not self.uses_index:
-            return exhaustive_top_k(self.catalog, state, k, exclude)
-        result = certified_top_k(self.index, self.catalog, state, k, exclude, self.config.certified)
+            return self.scorer.top_k(state, k, exclude, control)
+        result = certified_top_k(self.index, self.scorer, state, k, exclude, self.config.certified, control)
         return result.ids, result.scores
 
 

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from recsys_pref.data.synthetic import make_synthetic
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender, PersonaState
-from recsys_pref.retrieval.certified import PersonaCatalog
+from recsys_pref.models.persona.scorer import SharedSide
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class SourceConfig:
 class TrainedSource:
     """A fitted model's catalog and the held-out users' states (n, M, K) / (n, M)."""
 
-    catalog: PersonaCatalog
+    catalog: SharedSide
     users: PersonaState
 
 
@@ -71,10 +71,10 @@ def fit_source(config: SourceConfig) -> TrainedSource:
     histories = dataset.to_csr()
     n_train = config.n_users - config.query_users
     model = PersonaRecommender(config.model).fit(histories[:n_train])
-    return TrainedSource(PersonaCatalog.from_model(model), model.fold_in(histories[n_train:]))
+    return TrainedSource(model.shared, model.fold_in(histories[n_train:]))
 
 
-def expand_catalog(source: PersonaCatalog, n_items: int, bandwidth: float = 0.5, seed: int = 0) -> PersonaCatalog:
+def expand_catalog(source: SharedSide, n_items: int, bandwidth: float = 0.5, seed: int = 0) -> SharedSide:
     """`n_items` items drawn from the kernel density estimate of `source`'s [e_i, b_i]
     (module docstring, step 2); bases and temperature are the source's."""
     if n_items < 1 or not bandwidth >= 0:
@@ -90,10 +90,10 @@ def expand_catalog(source: PersonaCatalog, n_items: int, bandwidth: float = 0.5,
         parents = vectors[rng.integers(0, len(vectors), stop - start)]
         noise = rng.standard_normal((stop - start, vectors.shape[1])) @ cholesky.T
         drawn[start:stop] = mean + (parents - mean + bandwidth * noise) / np.sqrt(1 + bandwidth**2)
-    return PersonaCatalog(drawn[:, :-1], drawn[:, -1], source.bases, source.temperature)
+    return SharedSide(drawn[:, :-1], drawn[:, -1], source.bases, source.temperature)
 
 
-def seen_items(catalog: PersonaCatalog, n_users: int, per_user: int, seed: int = 0) -> sp.csr_matrix:
+def seen_items(catalog: SharedSide, n_users: int, per_user: int, seed: int = 0) -> sp.csr_matrix:
     """(n_users, n_items) binary: `per_user` distinct items per user, drawn with probability
     proportional to exp(b_i) (Gumbel-top-k)."""
     per_user = min(per_user, catalog.n_items)

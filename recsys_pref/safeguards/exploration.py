@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.core.ranking import top_k
 from recsys_pref.safeguards.calibration import history_mix
 
 

@@ -33,10 +33,10 @@ from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
 from recsys_pref.data.dataset import InteractionDataset
-from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.core.ranking import top_k
 from recsys_pref.explain.scoring import persona_terms
 from recsys_pref.models.persona import PersonaRecommender
-from recsys_pref.safeguards.audit import slate_audit
+from recsys_pref.evaluation.audit import slate_audit
 from recsys_pref.safeguards.config import SafeguardsConfig
 from recsys_pref.safeguards.slate import SlateBuilder
 

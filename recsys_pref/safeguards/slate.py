@@ -16,7 +16,7 @@ import torch
 
 from recsys_pref.data.dataset import InteractionDataset
 from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
-from recsys_pref.evaluation.ranking import top_k
+from recsys_pref.core.ranking import top_k
 from recsys_pref.explain.scoring import item_rewards, persona_terms
 from recsys_pref.explain.summary import persona_mix
 from recsys_pref.models.persona import PersonaRecommender, PersonaState

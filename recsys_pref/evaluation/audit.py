@@ -1,6 +1,6 @@
-"""Audit metrics of slates that need the persona model or an ideal recommender; the others
-(calibration KL, intra-list diversity, coverage, Gini of exposure, popularity lift and
-homogenization as mean Jaccard) are evaluation.evaluate.audit_metrics', which `slate_audit` extends.
+"""Audit metrics of slates: `audit_metrics` (calibration KL, intra-list diversity, coverage, Gini
+of exposure, popularity lift and homogenization as mean Jaccard; evaluation.beyond_accuracy),
+and those that need the persona model or an ideal recommender, which `slate_audit` adds.
 
 persona entropy: the slate's persona mix is the mean attention alpha_um(i) over its items; its
     entropy divided by log M (1 = the slate serves every persona equally, 0 = one persona
@@ -17,10 +17,39 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_pref.evaluation.beyond_accuracy import homogenization
-from recsys_pref.evaluation.evaluate import audit_metrics
-from recsys_pref.explain.scoring import persona_terms
+from recsys_pref.evaluation.beyond_accuracy import (
+    calibration_kl,
+    catalog_coverage,
+    gini_exposure,
+    homogenization,
+    intra_list_diversity,
+    popularity_lift,
+)
 from recsys_pref.models.persona import PersonaRecommender
+
+AUDIT_K = 10
+
+
+def audit_metrics(
+    recommended: np.ndarray,
+    profiles: sp.csr_matrix,
+    item_popularity: np.ndarray,
+    item_categories: np.ndarray | None = None,
+    k: int = AUDIT_K,
+) -> dict[str, float]:
+    """Beyond-accuracy metrics of the top-k lists (see evaluation.beyond_accuracy)."""
+    n_items = profiles.shape[1]
+    metrics = {
+        f"coverage@{k}": catalog_coverage(recommended, n_items, k),
+        f"gini@{k}": gini_exposure(recommended, n_items, k),
+        f"popularity_lift@{k}": popularity_lift(recommended, item_popularity, profiles, k),
+        f"homogenization@{k}": homogenization(recommended, k),
+    }
+    if item_categories is not None:
+        metrics[f"diversity@{k}"] = intra_list_diversity(recommended, item_categories, k)
+        metrics[f"calibration_kl@{k}"] = calibration_kl(recommended, item_categories, profiles, k)
+    return metrics
+
 
 
 def persona_entropy(slate_attention: np.ndarray, valid: np.ndarray | None = None) -> float:
@@ -75,7 +104,7 @@ def ideal_slates(targets: sp.spmatrix, k: int, seed: int = 0) -> np.ndarray:
 def slate_persona_entropy(model: PersonaRecommender, histories: sp.spmatrix, slates: np.ndarray) -> float:
     """persona_entropy of the slates (n, L) item ids, -1 padded, of users with (n, n_items)
     histories, whose attention comes from the model's fold-in of those histories."""
-    terms = persona_terms(model, model.fold_in(histories), np.maximum(slates, 0))
+    terms = model.scorer.terms(model.fold_in(histories), np.maximum(slates, 0))
     return persona_entropy(terms.attention, slates >= 0)
 
 
@@ -84,7 +113,7 @@ def slate_audit(
     item_categories: np.ndarray | None = None, slate_attention: np.ndarray | None = None,
     ideal: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """evaluation.evaluate.audit_metrics (coverage, gini, popularity lift, homogenization, and
+    """audit_metrics (coverage, gini, popularity lift, homogenization, and
     with item_categories (n_items, C) diversity and calibration KL), plus persona_entropy@k
     with slate_attention (n, M, L) and homogenization_vs_ideal@k with ideal slates (n, L).
     recommended (n, L) item ids, -1 padded; profiles (n, n_items) the users' histories;
