@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import recsys_pref
 from recsys_pref.models import artifact
@@ -206,3 +209,68 @@ def test_refuses_to_overwrite_a_directory_that_is_not_an_artifact(tmp_path: Path
     assert [path.name for path in precious.iterdir()] == ["thesis.tex"]
     assert (precious / "thesis.tex").read_text(encoding="utf-8") == "years of work"
     assert leftovers(tmp_path, "results") == []
+
+
+# -- what a killed save leaves behind ---------------------------------------------------------
+
+
+def dead_process_id() -> int:
+    """A process id that no running process has (a child that has already exited)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def killed_save(parent: Path, name: str, role: str, pid: int) -> Path:
+    """A sibling as a save killed at that point leaves it: `.NAME.ROLE-PID-random/` holding a
+    (here tiny) artifact directory NAME."""
+    sibling = parent / f".{name}.{role}-{pid}-x1y2z3"
+    save_artifact(sibling / name, "als", ARRAYS, {"left": "behind"})
+    return sibling
+
+
+@pytest.mark.parametrize("role", ["saving", "old"])
+def test_the_next_save_removes_what_a_killed_save_left_behind(saved: Path, role: str) -> None:
+    killed_save(saved.parent, saved.name, role, dead_process_id())
+    save_artifact(saved, "als", ARRAYS, {"version": 2})
+    assert leftovers(saved.parent, saved.name) == []
+    assert load_artifact(saved).meta == {"version": 2}
+
+
+def test_leftovers_without_a_process_id_are_removed_too(saved: Path) -> None:
+    (saved.parent / f".{saved.name}.saving-abc123").mkdir()
+    save_artifact(saved, "als", ARRAYS, META)
+    assert leftovers(saved.parent, saved.name) == []
+
+
+def test_the_siblings_of_a_save_still_running_are_kept(saved: Path) -> None:
+    running = killed_save(saved.parent, saved.name, "saving", os.getppid())
+    save_artifact(saved, "als", ARRAYS, META)
+    assert leftovers(saved.parent, saved.name) == [running.name]
+
+
+def test_a_save_killed_between_the_two_renames_gets_the_previous_artifact_back(tmp_path: Path) -> None:
+    """The kill came after the old artifact was moved aside and before the new one moved in."""
+    retired = killed_save(tmp_path, "model", "old", dead_process_id())
+    save_artifact(tmp_path / "model", "als", ARRAYS, {"version": 2})
+    assert load_artifact(tmp_path / "model").meta == {"version": 2}
+    assert not retired.exists()
+
+
+def test_the_next_save_restores_the_retired_artifact_before_writing(tmp_path: Path, monkeypatch) -> None:
+    killed_save(tmp_path, "model", "old", dead_process_id())
+
+    def crash(tensors: dict, filename: str, *args, **kwargs) -> None:
+        raise RuntimeError("this save fails too")
+
+    monkeypatch.setattr(artifact, "save_file", crash)
+    with pytest.raises(RuntimeError):
+        save_artifact(tmp_path / "model", "als", ARRAYS, {"version": 2})
+    assert load_artifact(tmp_path / "model").meta == {"left": "behind"}
+
+
+def test_sparse_matrices_round_trip_through_their_csr_arrays(tmp_path: Path) -> None:
+    matrix = sp.random(5, 7, density=0.3, format="csr", dtype=np.float32, random_state=0)
+    save_artifact(tmp_path / "model", "itemknn", artifact.csr_arrays("similarity", matrix), {})
+    restored = artifact.csr_from_arrays(load_artifact(tmp_path / "model").arrays, "similarity", (5, 7))
+    assert (restored != matrix).nnz == 0 and restored.dtype == np.float32

@@ -7,7 +7,12 @@ Layout of DIR:
     MANIFEST.json        sha256 of each file above: `load_artifact` refuses a mismatch
 
 `save_artifact` writes into a fresh temporary sibling directory and swaps it in with
-renames, so an interrupted save leaves the previous artifact intact.
+renames, so an interrupted save leaves the previous artifact intact. Those siblings are named
+`.DIR.saving-PID-*` and `.DIR.old-PID-*`; a save that was killed leaves one behind (a whole
+model's size), so the next save of DIR removes those of processes that no longer run, and
+puts a retired previous artifact back first when the kill came between the two renames.
+
+Sparse matrices are stored as their three CSR arrays (`csr_arrays`, `csr_from_arrays`).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
@@ -65,7 +71,8 @@ def save_artifact(
         raise ValueError(f"artifact file names must be plain and not reserved, got {bad}")
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.saving-"))
+    _clean_up_killed_saves(directory)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=_sibling_prefix(directory, "saving")))
     try:
         save_file({name: np.ascontiguousarray(value) for name, value in arrays.items()}, str(staging / ARRAYS_FILE))
         document = {"format_version": FORMAT_VERSION, "kind": kind, "library_version": __version__, "meta": meta}
@@ -88,7 +95,7 @@ def _swap_in(staging: Path, directory: Path) -> None:
         return
     if not (directory / MANIFEST_FILE).exists():
         raise ArtifactError(f"{directory} exists and is not a model artifact; refusing to overwrite it")
-    retired = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-")) / directory.name
+    retired = Path(tempfile.mkdtemp(dir=directory.parent, prefix=_sibling_prefix(directory, "old"))) / directory.name
     os.replace(directory, retired)
     try:
         os.replace(staging, directory)
@@ -97,6 +104,42 @@ def _swap_in(staging: Path, directory: Path) -> None:
         raise
     finally:
         shutil.rmtree(retired.parent, ignore_errors=True)
+
+
+def _sibling_prefix(directory: Path, role: str) -> str:
+    """Name prefix of this process's temporary siblings of `directory` ("saving" or "old")."""
+    return f".{directory.name}.{role}-{os.getpid()}-"
+
+
+def _clean_up_killed_saves(directory: Path) -> None:
+    """Remove the temporary siblings that killed saves of `directory` left behind.
+
+    Only siblings of processes that no longer run are touched (a concurrent save's are not).
+    When `directory` itself is missing, a killed save stopped between the two renames of the
+    swap: its retired previous artifact is moved back into place before the rest is removed.
+    """
+    for role in ("old", "saving"):  # restore a retired artifact before anything is deleted
+        for sibling in sorted(directory.parent.glob(f".{directory.name}.{role}-*")):
+            if _owner_is_running(sibling.name.removeprefix(f".{directory.name}.{role}-")):
+                continue
+            retired = sibling / directory.name
+            if role == "old" and not directory.exists() and (retired / MANIFEST_FILE).is_file():
+                os.replace(retired, directory)
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+def _owner_is_running(suffix: str) -> bool:
+    """Whether the process whose id starts `suffix` ("PID-random") still runs."""
+    pid_text = suffix.split("-", 1)[0]
+    if not pid_text.isdigit():
+        return False  # written before siblings carried a process id
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
 
 
 def load_artifact(directory: Path, expected_kind: str | None = None) -> Artifact:
@@ -118,8 +161,14 @@ def load_artifact(directory: Path, expected_kind: str | None = None) -> Artifact
         if manifest.get(name) != _sha256(directory / name):
             raise ArtifactError(f"model artifact {directory} is corrupted: {name} does not match its hash in {MANIFEST_FILE}")
     document = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-    if document.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"artifact format {document.get('format_version')} is not supported (expected {FORMAT_VERSION})")
+    stored_format = document.get("format_version")
+    if stored_format != FORMAT_VERSION:
+        newer = isinstance(stored_format, int) and stored_format > FORMAT_VERSION
+        raise ArtifactError(
+            f"artifact at {directory} has format {stored_format}, written by recsys_pref "
+            f"{document.get('library_version')}; this recsys_pref {__version__} reads format {FORMAT_VERSION}"
+            + ("; upgrade recsys_pref to load it" if newer else "")
+        )
     if expected_kind is not None and document.get("kind") != expected_kind:
         raise ArtifactError(f"artifact at {directory} holds a {document.get('kind')!r} model, not {expected_kind!r}")
     try:
@@ -128,6 +177,18 @@ def load_artifact(directory: Path, expected_kind: str | None = None) -> Artifact
         raise ArtifactError(f"cannot read {directory / ARRAYS_FILE}: {error}") from error
     files = {name: (directory / name).read_bytes() for name in extra}
     return Artifact(document["kind"], arrays, document["meta"], document["library_version"], files)
+
+
+def csr_arrays(name: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """The CSR arrays of `matrix` as artifact arrays NAME.data, NAME.indices, NAME.indptr."""
+    matrix = sp.csr_matrix(matrix)
+    return {f"{name}.data": matrix.data, f"{name}.indices": matrix.indices.astype(np.int64),
+            f"{name}.indptr": matrix.indptr.astype(np.int64)}
+
+
+def csr_from_arrays(arrays: dict[str, np.ndarray], name: str, shape: tuple[int, int]) -> sp.csr_matrix:
+    """The (shape) CSR matrix that `csr_arrays(name, ...)` stored (scipy checks the arrays' lengths)."""
+    return sp.csr_matrix((arrays[f"{name}.data"], arrays[f"{name}.indices"], arrays[f"{name}.indptr"]), shape=shape)
 
 
 def _to_json(value: Any) -> Any:
