@@ -1,44 +1,18 @@
-"""Baselines: popularity, ItemKNN, EASE, ALS and BPR behind the shared Recommender interface."""
+"""Baselines: what popularity, ItemKNN, EASE, ALS and BPR each compute, and their errors.
+
+The interface they share with every registered model (scores, recommend, persistence) is
+specified once, in test_model_contract.py.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys_pref.models import (
-    ALS,
-    BASELINES,
-    EASE,
-    ItemKNN,
-    Popularity,
-    Recommender,
-    make_model,
-)
-from recsys_pref.models.base import NotFittedError
+from recsys_pref.models import ALS, BASELINES, EASE, ItemKNN, Popularity, Recommender, make_model
 from recsys_pref.models.ease import ease_weights
 
-N_USERS, N_ITEMS = 60, 40
-
-# small, fast settings for 60 x 40 data (the defaults are sized for MovieLens)
-FAST: dict[str, dict] = {
-    "popularity": {},
-    "itemknn": {"K": 20},
-    "ease": {"l2": 5.0},
-    "als": {"factors": 8, "regularization": 3.0, "alpha": 3.0, "iterations": 10},
-    "bpr": {"factors": 8, "learning_rate": 0.05, "iterations": 60},
-}
-
-
-def fast_model(name: str) -> Recommender:
-    return make_model(name, **FAST[name])
-
-
-@pytest.fixture(scope="module")
-def random_items() -> sp.csr_matrix:
-    rng = np.random.default_rng(0)
-    dense = (rng.random((N_USERS, N_ITEMS)) < 0.2).astype(np.float32)
-    dense[np.arange(N_USERS), rng.integers(0, N_ITEMS, N_USERS)] = 1.0  # nobody is empty
-    return sp.csr_matrix(dense)
+N_USERS, N_ITEMS = 60, 40  # conftest.random_items
 
 
 @pytest.fixture(scope="module")
@@ -53,69 +27,8 @@ def block_items() -> sp.csr_matrix:
 
 
 @pytest.fixture(scope="module")
-def fitted(random_items: sp.csr_matrix) -> dict[str, Recommender]:
+def fitted(fast_model, random_items: sp.csr_matrix) -> dict[str, Recommender]:
     return {name: fast_model(name).fit(random_items) for name in BASELINES}
-
-
-# -- interface ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_scores_known_users_as_finite_float32_of_catalog_width(name, fitted, random_items):
-    users = np.arange(7)
-    scores = fitted[name].score(random_items[users], users)
-    assert scores.shape == (7, N_ITEMS) and scores.dtype == np.float32
-    assert np.isfinite(scores).all()
-
-
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_scores_new_users_as_finite_float32_of_catalog_width(name, fitted):
-    history = sp.csr_matrix(np.eye(5, N_ITEMS, k=3, dtype=np.float32) + np.eye(5, N_ITEMS, k=11, dtype=np.float32))
-    scores = fitted[name].score(history)
-    assert scores.shape == (5, N_ITEMS) and scores.dtype == np.float32
-    assert np.isfinite(scores).all()
-
-
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_new_user_with_empty_history_gets_finite_scores(name, fitted):
-    scores = fitted[name].score(sp.csr_matrix((2, N_ITEMS), dtype=np.float32))
-    assert scores.shape == (2, N_ITEMS) and np.isfinite(scores).all()
-
-
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_recommend_never_returns_already_liked_items(name, fitted, random_items):
-    users = np.arange(N_USERS)
-    for recalculate in (False, True):
-        ids, _ = fitted[name].recommend(users, random_items, N=10, recalculate_user=recalculate)
-        for user in users:
-            liked = set(random_items[user].indices)
-            assert not liked & set(ids[user][ids[user] >= 0].tolist())
-
-
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_recommend_returns_fewer_items_rather_than_seen_ones(name, fitted):
-    history = np.ones((1, N_ITEMS), np.float32)
-    history[0, [4, 9, 30]] = 0.0  # three unseen items left
-    ids, scores = fitted[name].recommend(0, sp.csr_matrix(history), N=10)
-    assert sorted(ids.tolist()) == [4, 9, 30]
-    assert len(scores) == 3 and np.isfinite(scores).all()
-
-
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_hyperparameters_are_the_config_fields(name):
-    model = fast_model(name)
-    assert model.hyperparameters() == FAST[name] | {
-        key: value for key, value in model.hyperparameters().items() if key not in FAST[name]
-    }
-    assert model.name == name
-
-
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_grid_has_at_most_8_configurations_that_all_build(name):
-    cls = BASELINES[name]
-    assert 1 <= len(cls.grid) <= 8
-    for params in cls.grid:
-        assert make_model(name, **params).hyperparameters().items() >= params.items()
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -147,17 +60,6 @@ def test_nan_values_are_rejected(fitted):
 def test_wrong_column_count_is_rejected(fitted):
     with pytest.raises(ValueError, match=f"3 item columns but the model knows {N_ITEMS} items"):
         fitted["bpr"].score(sp.csr_matrix(np.ones((1, 3), np.float32)))
-
-
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_fitting_on_an_empty_matrix_raises(name):
-    with pytest.raises(ValueError, match="empty"):
-        fast_model(name).fit(sp.csr_matrix((5, N_ITEMS), dtype=np.float32))
-
-
-def test_scoring_before_fit_raises():
-    with pytest.raises(NotFittedError):
-        make_model("als").score(sp.csr_matrix((1, N_ITEMS), dtype=np.float32))
 
 
 def test_invalid_config_values_are_rejected():
@@ -259,7 +161,7 @@ def test_als_known_user_scores_are_dot_products_of_trained_factors(fitted, rando
 
 def test_bpr_fold_in_keeps_the_bias_coordinate_at_one(fitted, random_items):
     model = fitted["bpr"]
-    assert model.item_factors.shape == (N_ITEMS, FAST["bpr"]["factors"] + 1)
+    assert model.item_factors.shape == (N_ITEMS, model.config.factors + 1)
     np.testing.assert_array_equal(model.user_factors[:, -1], 1.0)
     np.testing.assert_array_equal(model.fold_in(random_items[:5])[:, -1], 1.0)
 
@@ -281,7 +183,7 @@ def test_bpr_fold_in_solves_the_weighted_ridge_regression(fitted, random_items):
 
 
 @pytest.mark.parametrize("name", sorted(set(BASELINES) - {"popularity"}))
-def test_models_recommend_from_the_users_own_block(name, block_items):
+def test_models_recommend_from_the_users_own_block(name, fast_model, block_items):
     model = fast_model(name).fit(block_items)
     users = np.array([0, 5, 29, 30, 44, 59])
     own_block = (users >= N_USERS // 2).astype(int)

@@ -173,20 +173,3 @@ def test_fitting_an_empty_matrix_raises_value_error() -> None:
 
 def test_hyperparameters_of_a_model_without_config_are_empty(model: Descending) -> None:
     assert model.hyperparameters() == {}
-
-
-@pytest.mark.parametrize("name", ["popularity", "itemknn", "ease", "als", "bpr"])
-def test_every_baseline_follows_the_recommend_contract(name: str) -> None:
-    from recsys_pref.models import make_model
-
-    rng = np.random.default_rng(0)
-    train = sp.csr_matrix((rng.random((30, 12)) < 0.4).astype(np.float32))
-    model = make_model(name).fit(train)
-    liked = train[[4]]
-    ids, scores = model.recommend(4, liked, N=5)
-    assert ids.ndim == scores.ndim == 1 and len(ids) == 5
-    assert not set(ids.tolist()) & set(liked.indices.tolist())
-    batch, _ = model.recommend(np.array([0, 1]), train[[0, 1]], N=12, recalculate_user=True)
-    assert batch.shape == (2, 12)
-    for row in range(2):
-        assert set(batch[row][batch[row] >= 0].tolist()) == set(range(12)) - set(train[row].indices.tolist())

@@ -4,17 +4,28 @@ A model is fitted on a (n_users, n_items) CSR of positives and scores users in t
 known users by their row in the training matrix (their state learned in training), and new
 users from a history alone (fold-in: every shared weight frozen). Ranking, filtering and the
 implicit-style `recommend` are written once here, on top of `score`.
+
+Each model saves and loads itself (`save`, `Recommender.load`) as one artifact directory
+(models.artifact: safetensors arrays, JSON metadata, a sha256 manifest, atomic writes, no
+pickle). The base class stores the registered name, the class, the config and the training
+shape; a subclass only says which arrays hold its fitted state (`_arrays`) and how to take
+them back (`_restore`).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, replace
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
+from recsys_pref.core.configs import ConfigError, config_from_dict
 from recsys_pref.core.ranking import top_k
+from recsys_pref.models.artifact import ArtifactError, load_artifact, save_artifact
+
+Model = TypeVar("Model", bound="Recommender")
 
 
 class NotFittedError(RuntimeError):
@@ -43,6 +54,16 @@ def check_user_items(user_items: Any, n_items: int | None = None, name: str = "u
     if matrix.nnz and (matrix.data < 0).any():
         raise ValueError(f"{name} contains negative values; interactions must be non-negative weights")
     return matrix
+
+
+def stored_array(arrays: dict[str, np.ndarray], name: str, shape: tuple[int | None, ...]) -> np.ndarray:
+    """arrays[name], checked to have `shape` (None: any length on that axis), for `_restore`.
+
+    Raises KeyError when it is missing and ValueError when its shape differs."""
+    value = arrays[name]
+    if value.ndim != len(shape) or any(want is not None and got != want for got, want in zip(value.shape, shape)):
+        raise ValueError(f"array {name!r} has shape {value.shape}, expected {tuple('*' if s is None else s for s in shape)}")
+    return value
 
 
 class Recommender(ABC):
@@ -74,6 +95,19 @@ class Recommender(ABC):
         userids None: new users, folded in from `user_items` alone. Otherwise the training-matrix
         rows of known users (models with per-user state use it; others may ignore it).
         """
+
+    # -- to implement for persistence (every registered model does) ----------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state as named arrays, everything `_restore` needs besides the config and
+        the training shape (n_users, n_items)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved: it does not implement _arrays/_restore")
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take back the state `_arrays` returned; config, n_users and n_items are already set.
+
+        A missing array raises KeyError and an inconsistent one ValueError (`load` reports
+        either as an ArtifactError)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be loaded: it does not implement _arrays/_restore")
 
     # -- shared ---------------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:
@@ -134,3 +168,60 @@ class Recommender(ABC):
             keep = ids[0] >= 0
             return ids[0][keep], values[0][keep]
         return ids, values
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, directory: Path | str) -> Path:
+        """Write this fitted model to the artifact directory `directory`, atomically (an
+        interrupted save leaves the previous artifact intact); returns the directory."""
+        self._check_fitted()
+        meta = {
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "config": asdict(self.config) if self.config is not None else None,
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+        }
+        return save_artifact(Path(directory), self.name, self._arrays(), meta)
+
+    @classmethod
+    def load(cls: type[Model], directory: Path | str) -> Model:
+        """The model saved at `directory`. `Recommender.load` builds whichever registered model
+        is stored there; `ALS.load` (any subclass) also checks that it is one of its own.
+
+        Raises ArtifactError when the directory is not a complete, uncorrupted artifact, holds
+        another model, was written in a newer format, or stores a config or arrays that this
+        version cannot take back (naming the field or array).
+        """
+        artifact = load_artifact(Path(directory))
+        model_class = cls._stored_class(artifact.kind, directory)
+        meta = artifact.meta
+        try:
+            config = None if model_class.config_class is None else config_from_dict(
+                model_class.config_class, meta["config"])
+            model = model_class() if config is None else model_class(config)
+            model.n_users, model.n_items = int(meta["n_users"]), int(meta["n_items"])
+            model._restore(artifact.arrays)
+        except ConfigError as error:
+            raise ArtifactError(f"artifact at {directory} stores a config this version cannot read: {error}") from error
+        except KeyError as error:
+            raise ArtifactError(f"artifact at {directory} lacks {error.args[0]!r}, which {model_class.__name__} "
+                                "needs") from error
+        except (TypeError, ValueError) as error:
+            raise ArtifactError(f"artifact at {directory} holds a {artifact.kind!r} model this version cannot "
+                                f"restore: {error}") from error
+        return model
+
+    @classmethod
+    def _stored_class(cls: type[Model], kind: str, directory: Path | str) -> type[Model]:
+        """The class to rebuild an artifact of registered name `kind` with: `cls` itself when
+        that is its name, else the registered model of that name if it is a `cls`."""
+        if kind == getattr(cls, "name", None):
+            return cls
+        from recsys_pref.models import MODELS  # the registry is built on top of this module
+
+        stored = MODELS.get(kind)
+        if stored is None:
+            raise ArtifactError(f"artifact at {directory} holds an unknown model {kind!r}; "
+                                f"registered: {', '.join(sorted(MODELS))}")
+        if not issubclass(stored, cls):
+            raise ArtifactError(f"artifact at {directory} holds a {kind!r} model, not a {cls.name!r} one")
+        return stored

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from recsys_pref.models.base import ModelTooLargeError, Recommender
+from recsys_pref.models.base import ModelTooLargeError, Recommender, stored_array
 
 #: Catalogs up to this size are solved in float64 (Gram, Cholesky and inverse); larger ones in
 #: float32, which halves memory and time (on ml-latest-small, 9,724 items, B differs from the
@@ -98,3 +98,10 @@ class EASE(Recommender):
     def _score(self, user_items: sp.csr_matrix, userids: np.ndarray | None) -> np.ndarray:
         assert self.B is not None
         return np.asarray(user_items @ self.B, dtype=np.float32)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        assert self.B is not None
+        return {"B": self.B}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.B = stored_array(arrays, "B", (self.n_items, self.n_items))

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recsys_pref.models.base import Recommender
+from recsys_pref.models.base import Recommender, stored_array
 
 
 @contextlib.contextmanager
@@ -58,3 +58,14 @@ class ImplicitFactorModel(Recommender):
     def _score(self, user_items: sp.csr_matrix, userids: np.ndarray | None) -> np.ndarray:
         users = self.user_factors[userids] if userids is not None else self.fold_in(user_items)
         return np.asarray(users @ self.item_factors.T, dtype=np.float32)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """A fresh implicit model from the config, given the stored factors (no pickle)."""
+        item_factors = stored_array(arrays, "item_factors", (self.n_items, None))
+        user_factors = stored_array(arrays, "user_factors", (self.n_users, item_factors.shape[1]))
+        model = self._implicit_model()
+        model.user_factors, model.item_factors = user_factors, item_factors
+        self.model = model

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from implicit.nearest_neighbours import CosineRecommender
 from implicit.utils import ParameterWarning
 
+from recsys_pref.models.artifact import csr_arrays, csr_from_arrays
 from recsys_pref.models.base import Recommender
 
 
@@ -64,3 +65,10 @@ class ItemKNN(Recommender):
         assert self.similarity is not None
         scores = (user_items @ self.similarity).toarray()
         return np.asarray(scores, dtype=np.float32)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        assert self.similarity is not None
+        return csr_arrays("similarity", self.similarity)
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.similarity = csr_from_arrays(arrays, "similarity", (self.n_items, self.n_items))

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_pref.models.base import Recommender
+from recsys_pref.models.base import Recommender, stored_array
 
 
 @dataclass(frozen=True)
@@ -39,3 +39,10 @@ class Popularity(Recommender):
     def _score(self, user_items: sp.csr_matrix, userids: np.ndarray | None) -> np.ndarray:
         assert self.item_counts is not None
         return np.tile(self.item_counts, (user_items.shape[0], 1))
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        assert self.item_counts is not None
+        return {"item_counts": self.item_counts}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.item_counts = stored_array(arrays, "item_counts", (self.n_items,))
