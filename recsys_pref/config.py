@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ import yaml
 
 from recsys_pref.models import MODELS
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+#: The presets folder: the top-level conf/ of the source tree, installed as the package data
+#: `recsys_pref.conf` (see setup.py); a real directory in editable and wheel installs alike.
+CONF_DIR = Path(str(files("recsys_pref.conf")))
 
 
 def load_model_config(path: Path | str) -> tuple[str, dict[str, Any]]:

@@ -12,14 +12,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys_pref.data.paths import DATA_ENV
-from recsys_pref.models import Recommender, make_model
-from recsys_pref.models.persona import PersonaConfig
+if TYPE_CHECKING:  # imported inside the fixtures, so that the hook alone loads fast
+    from recsys_pref.models import Recommender
+    from recsys_pref.models.persona import PersonaConfig
 
+DATA_ENV = "RECSYS_PREF_DATA"  # recsys_pref.data.paths.DATA_ENV (test_require_data.py checks)
 REQUIRE_DATA_ENV = "RECSYS_PREF_REQUIRE_DATA"
 
 #: Small settings per registered model for catalogs of tens of items (the defaults are sized
@@ -58,6 +61,7 @@ def fast_params() -> dict[str, dict]:
 @pytest.fixture(scope="session")
 def fast_model() -> Callable[[str], Recommender]:
     """fast_model(name): an unfitted registered model with FAST_PARAMS[name]."""
+    from recsys_pref.models import make_model
 
     def build(name: str) -> Recommender:
         return make_model(name, **FAST_PARAMS[name])
@@ -68,6 +72,8 @@ def fast_model() -> Callable[[str], Recommender]:
 @pytest.fixture(scope="session")
 def tiny_persona() -> PersonaConfig:
     """A persona configuration small enough to fit on a synthetic dataset in about a second."""
+    from recsys_pref.models.persona import PersonaConfig
+
     return PersonaConfig(n_personas=2, n_bases=4, embedding_dim=8, hidden_dim=16, max_epochs=3, patience=2,
                          batch_size=32, progress=False)
 

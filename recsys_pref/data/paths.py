@@ -4,7 +4,8 @@ A named dataset lives in `<root>/<name>/`. Roots are searched in this order:
 
 1. the `data_dir` argument (the CLI's `--data-dir`),
 2. the environment variable RECSYS_PREF_DATA,
-3. the copy bundled with the project (`<repo>/datasets`, only ml-latest-small),
+3. the copy bundled with the package (the top-level datasets/ folder, installed as the
+   package data `recsys_pref.datasets`; only ml-latest-small),
 4. the user cache (`$XDG_CACHE_HOME/recsys_pref`, default `~/.cache/recsys_pref`).
 
 A directory counts as present when all of the dataset's required files exist in it. When
@@ -23,11 +24,12 @@ import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 DATA_ENV = "RECSYS_PREF_DATA"
 OFFLINE_ENV = "RECSYS_PREF_OFFLINE"
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "datasets"
+BUNDLED_DIR = Path(str(files("recsys_pref.datasets")))  # a real directory in editable and wheel installs
 DOWNLOAD_TIMEOUT_S = 10.0
 
 REQUIRED_FILES: dict[str, tuple[str, ...]] = {
