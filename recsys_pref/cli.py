@@ -170,7 +170,7 @@ def _as_id(value, ids):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from recsys_pref.bench.results import markdown_table
+    from recsys_pref.core.tables import markdown_table
     from recsys_pref.config import load_model_config
     from recsys_pref.data import SplitConfig, make_split
     from recsys_pref.evaluation.evaluate import evaluate
@@ -189,7 +189,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_onboard(args: argparse.Namespace) -> int:
-    from recsys_pref.onboarding.terminal import onboard_command
+    from recsys_pref.terminal import onboard_command
 
     return onboard_command(args.model, args.question_type, args.questions, args.k, args.state_out)
 

@@ -13,25 +13,23 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 from tqdm.auto import tqdm
 
-from recsys_pref.bench.onboarding import ProfileOracle, known_ratings
-from recsys_pref.bench.results import markdown_table
+from recsys_pref.onboarding.oracles import ProfileOracle, known_ratings
+from recsys_pref.core.tables import markdown_table
 from recsys_pref.data import InteractionDataset, SplitConfig, load_dataset, make_split
 from recsys_pref.data.splits import Split
 from recsys_pref.evaluation.evaluate import evaluate
-from recsys_pref.core.ranking import top_k
 from recsys_pref.evaluation.tuning import build_model
-from recsys_pref.explain.labels import label
 from recsys_pref.models.persona import PersonaRecommender
 from recsys_pref.onboarding import OnboardingConfig, build_onboarder
-from recsys_pref.safeguards.config import SafeguardsConfig, load_safeguards
-from recsys_pref.safeguards.slate import SlateBuilder
+from recsys_pref.pipeline import PersonaPipeline
+from recsys_pref.safeguards.config import load_safeguards
 
 DEMO_DATASET = "ml-latest-small"
 DEMO_MODELS = ("popularity", "itemknn", "als", "bpr", "ease", "persona")
 TABLE_COLUMNS = ["model", "ndcg@10", "ndcg@100", "recall@20", "recall@50", "coverage@10", "fit_s"]
-PERSONA_TOP_ITEMS = 50  # items that define a persona's label
 
 
 def run_demo(data_dir: Path | None = None, quick: bool = False, seed: int = 0) -> list[dict]:
@@ -55,7 +53,7 @@ def run_demo(data_dir: Path | None = None, quick: bool = False, seed: int = 0) -
             persona = model
     print()
     print(markdown_table(rows, TABLE_COLUMNS))
-    show_user(persona, dataset, split)
+    show_user(PersonaPipeline.from_model(persona, dataset, split.train), dataset, split)
     show_onboarding(persona, dataset, split)
     return rows
 
@@ -64,45 +62,35 @@ def _titles(dataset: InteractionDataset, items: np.ndarray) -> list[str]:
     return dataset.items["title"].gather(items).to_list()
 
 
-def show_user(model: PersonaRecommender, dataset: InteractionDataset, split: Split, position: int = 0) -> None:
-    """Print one held-out user's personas and explained recommendations."""
-    history = split.test.fold_in[position]
+def _title_of(dataset: InteractionDataset, item_id: object) -> str:
+    return _titles(dataset, dataset.item_ids.to_index(item_id))[0]
+
+
+def show_user(pipeline: PersonaPipeline, dataset: InteractionDataset, split: Split, position: int = 0) -> None:
+    """Print one held-out user's personas and explained recommendations, served by the pipeline
+    from their fold-in history as a new user, without and with the echo-chamber safeguards."""
+    history_row = split.test.fold_in[position]
     user_id = dataset.user_ids.to_external(split.test.users[position : position + 1])[0]
-    state = model.fold_in(history)
-    scores, attention = model.explain_scores(state)  # (1, n_items), (1, M, n_items)
-    genres = dataset.items["genres"].to_list()
-    banned = ~split.catalog
-    print(f"User {user_id}: {history.nnz} liked movies folded in, {model.config.n_personas} personas "
+    history = pl.DataFrame({"user_id": [user_id] * history_row.nnz,
+                            "item_id": dataset.item_ids.to_external(history_row.indices).tolist()})
+    model = pipeline.model
+    print(f"User {user_id}: {history_row.nnz} liked movies folded in, {model.config.n_personas} personas "
           f"({model.state_bytes} bytes of state)")
-    # each persona's own ranking: rho_m(i) + b_i, the score if that persona alone held the attention
-    persona_scores = model.persona_queries(state)[0] @ model.item_embeddings.T + model.item_bias  # (M, n_items)
-    persona_labels = []
-    for persona in range(model.config.n_personas):
-        top, _ = top_k(persona_scores[persona : persona + 1], PERSONA_TOP_ITEMS, banned_items=banned)
-        persona_labels.append(label(genres, top[0]))
-        print(f"  persona {persona} — {persona_labels[-1]}: " + "; ".join(_titles(dataset, top[0][:4])))
-    ids, values = top_k(scores, 10, exclude=history, banned_items=banned)
-    print("Recommendations (persona satisfied, attention weight):")
-    for rank, (item, score) in enumerate(zip(ids[0], values[0]), start=1):
-        weights = attention[0, :, item]
-        chosen = int(weights.argmax())
-        title = _titles(dataset, np.array([item]))[0]
-        print(f"  {rank:2d}. {title}  [persona {chosen} {persona_labels[chosen]}, {weights[chosen]:.0%}]")
-    show_safeguards(model, dataset, history, banned)
-
-
-def show_safeguards(model: PersonaRecommender, dataset: InteractionDataset, history, banned: np.ndarray) -> None:
-    """Print one user's top 10 without and with the safeguards of conf/safeguards.yaml
-    (calibrated re-ranking, bounded state, an exploration slot), side by side."""
-    builder = SlateBuilder.for_dataset(model, dataset)
-    state = model.fold_in(history)
-    plain = builder.build(state, history, 10, SafeguardsConfig(), banned_items=banned)
-    guarded = builder.build(state, history, 10, load_safeguards("safeguards"), banned_items=banned)
+    print("Each persona's label and what it predicts (its own top movies, not the user's history):")
+    for row in pipeline.personas(user_id, history=history).iter_rows(named=True):
+        print(f"  persona {row['persona']} — {row['label']}: " + "; ".join(row["top_items"][:4]))
+    plain = pipeline.recommend([user_id], 10, history=history)
+    print("Recommendations (persona satisfied, attention weight; because you liked):")
+    for row in plain.iter_rows(named=True):
+        liked = "; ".join(_title_of(dataset, item)[:30] for item in row["because_you_liked"][:2])
+        print(f"  {row['rank']:2d}. {_title_of(dataset, row['item_id'])}  [persona {row['persona']} "
+              f"{row['persona_label']}, {row['persona_weight']:.0%}]" + (f"  because you liked {liked}" if liked else ""))
+    guarded = pipeline.recommend([user_id], 10, history=history, safeguards=load_safeguards("safeguards"))
     print("Same user with echo-chamber safeguards (`--safeguards safeguards`): without | with")
-    for rank in range(10):
-        mark = " (exploration)" if guarded.exploration[0, rank] else ""
-        without, with_ = (_titles(dataset, slate.items[0, rank : rank + 1])[0] for slate in (plain, guarded))
-        print(f"  {rank + 1:2d}. {without[:40]:40s} | {with_[:40]}{mark}")
+    for without, with_ in zip(plain.iter_rows(named=True), guarded.iter_rows(named=True)):
+        mark = " (exploration)" if with_["exploration"] else ""
+        print(f"  {without['rank']:2d}. {_title_of(dataset, without['item_id'])[:40]:40s} | "
+              f"{_title_of(dataset, with_['item_id'])[:40]}{mark}")
 
 
 def show_onboarding(model: PersonaRecommender, dataset: InteractionDataset, split: Split, position: int = 1,

@@ -1,12 +1,23 @@
-"""The persona model with its dataset's ids and metadata: the polars API and the artifact.
+"""The one serving pipeline: the persona model with its dataset's ids and metadata.
 
-`PersonaPipeline.fit(dataset)` trains on the dataset's positives; `recommend(users, k)`
-answers in external ids with one tidy frame (user_id, rank, item_id, score, persona,
-persona_weight); `save`/`load` round-trip one artifact directory (see models.artifact).
+Every recommendation goes through the same stages (DESIGN.md, "One serving pipeline"):
 
-Users never seen in training are folded in when a history is given for them. Without one,
-`unknown_users` decides: "error" (default) raises, "population" serves the population prior
-(the mean state of the training users, the same prior that onboarding starts from).
+    users -> states -> candidates -> rerankers -> explainer -> one frame
+
+- states: known users (their training history), new users folded in from a `history` frame, or
+  states given directly (an onboarding session's); users without any get the population prior
+  when `unknown_users="population"`.
+- candidates: the retriever's top items per user (retrieval.serving: exhaustive scoring, or the
+  certified FAISS index for large catalogs), under the user's control weights (mute/boost).
+- rerankers: the echo-chamber safeguards (bounded states, calibration, exploration;
+  safeguards.slate), in any combination and together with control.
+- explainer: the persona each item satisfies, its label, attention and share of the score, and
+  "because you liked" (explain.explainer); persona labels come from one function
+  (explain.labels.describe_personas) everywhere.
+
+The output frame's columns are `RECOMMENDATION_COLUMNS`. For other pipelines there are two
+seams: `score(candidates)` scores and explains `user_id, item_id` rows an upstream retriever
+produced, and `explain_many(pairs)` adds "because you liked" to the same.
 """
 from __future__ import annotations
 
@@ -21,27 +32,58 @@ import scipy.sparse as sp
 import torch
 
 from recsys_pref.data.dataset import IdMap, InteractionDataset, UnknownIdError
-from recsys_pref.core.ranking import top_k
 from recsys_pref.explain.control import Control
 from recsys_pref.explain.explainer import Explainer, ItemExplanation
+from recsys_pref.explain.labels import PersonaDescription
 from recsys_pref.models.artifact import ArtifactError, load_artifact, save_artifact
 from recsys_pref.models.persona import PersonaConfig, PersonaNetwork, PersonaRecommender, PersonaState
-from recsys_pref.models.persona.scorer import SharedSide
+from recsys_pref.models.persona.scorer import ControlWeights
 from recsys_pref.retrieval.index import CandidateIndex
 from recsys_pref.retrieval.serving import RetrievalConfig, Retriever, retrieval_config_from_dict
 from recsys_pref.safeguards.config import SafeguardsConfig
+from recsys_pref.safeguards.slate import SlateBuilder
 
 UnknownUsers = Literal["error", "population"]
 ARTIFACT_KIND = "persona-pipeline"
 INDEX_FILE = "index.faiss"  # the candidate index inside the artifact directory
-RECOMMENDATION_SCHEMA = {
-    "user_id": None,  # dtype of the dataset's user ids
-    "rank": pl.Int32,
-    "item_id": None,
-    "score": pl.Float32,
-    "persona": pl.Int32,
-    "persona_weight": pl.Float32,
+FOLD_IN_BATCH = 4096  # users folded in at once when a pipeline is built (memory: batch x n_items)
+EXPLORATION_LABEL = "exploration: {}"
+#: The one output schema of `recommend` (column -> meaning); `score` and `explain_many` return
+#: the candidate rows with the columns from "score" on (without rank and exploration).
+RECOMMENDATION_COLUMNS: dict[str, str] = {
+    "user_id": "the user, in the dataset's ids",
+    "rank": "1-based position in the user's list",
+    "item_id": "the recommended item, in the dataset's ids",
+    "score": "s(u, i), the model's score (float32, score units)",
+    "persona": "the persona the item satisfies: the one with the largest attention for it",
+    "persona_label": "that persona's label (its top items' most distinctive tags); exploration rows: the item's base",
+    "persona_weight": "that persona's attention for the item, in [0, 1]",
+    "score_share": "that persona's part of the score; the shares of all personas sum to the score",
+    "because_you_liked": "the user's own history items that most support that persona, strongest first",
+    "exploration": "True for a slot the exploration safeguard gave to a taste the user has seen least",
 }
+
+
+@dataclass(frozen=True)
+class UserBatch:
+    """Users being served: ids (external), histories (n, n_items) what each is known to have
+    liked (training rows plus any `history` given), state their persona states."""
+
+    ids: list[Any]
+    histories: sp.csr_matrix
+    state: PersonaState
+
+
+@dataclass(frozen=True)
+class Slate:
+    """The ranked stage's output: items (n, k) int64 and scores (n, k) float32, padded with -1 /
+    -inf; exploration (n, k) bool; state the states the slate was ranked for (bounded by the
+    safeguards when they are on)."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    exploration: np.ndarray
+    state: PersonaState
 
 
 @dataclass
@@ -56,7 +98,7 @@ class PersonaPipeline:
     histories: sp.csr_matrix
     population_state: PersonaState
     dataset_name: str
-    retrieval: RetrievalConfig = RetrievalConfig()  # how `recommend` scores (retrieval.serving); read once
+    retrieval: RetrievalConfig = RetrievalConfig()  # how candidates are found (retrieval.serving); read once
     loaded_index: CandidateIndex | None = None  # the artifact's candidate index, else built on first use
 
     # -- construction ----------------------------------------------------------------------
@@ -71,23 +113,48 @@ class PersonaPipeline:
     def from_model(
         cls, model: PersonaRecommender, dataset: InteractionDataset, histories: sp.csr_matrix
     ) -> "PersonaPipeline":
-        """Wrap a model fitted on `histories` (rows = dataset users, columns = dataset items)."""
+        """Wrap a model fitted on `histories` (rows = dataset users, columns = dataset items).
+        The population prior is the mean state of the users with a history, folded in
+        FOLD_IN_BATCH users at a time so memory stays bounded whatever the number of users."""
         if histories.shape != (dataset.n_users, dataset.n_items):
             raise ValueError(f"histories have shape {histories.shape}, the dataset {dataset.n_users, dataset.n_items}")
         active = np.flatnonzero(np.diff(histories.indptr) > 0)
-        states = model.fold_in(histories[active])
-        population = PersonaState(states.coefficients.mean(0, keepdims=True), states.prior_logits.mean(0, keepdims=True))
+        if not len(active):
+            raise ValueError("no user has a positive interaction: nothing to build a population prior from")
+        coefficient_sum = np.zeros(model.scorer.shared.n_bases * model.config.n_personas, np.float64)
+        logit_sum = np.zeros(model.config.n_personas, np.float64)
+        for start in range(0, len(active), FOLD_IN_BATCH):
+            states = model.fold_in(histories[active[start : start + FOLD_IN_BATCH]])
+            coefficient_sum += states.coefficients.reshape(len(states), -1).sum(axis=0)
+            logit_sum += states.prior_logits.sum(axis=0)
+        population = PersonaState((coefficient_sum / len(active)).reshape(1, model.config.n_personas, -1),
+                                  (logit_sum / len(active))[None])
         return cls(model, dataset.user_ids, dataset.item_ids, dataset.items, histories, population, dataset.name)
 
     # -- users' states ---------------------------------------------------------------------
-    def user_histories(
-        self, users: Sequence[Any], history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error"
+    def user_batch(
+        self, users: pl.DataFrame | pl.Series | Sequence[Any], history: pl.DataFrame | None = None,
+        unknown_users: UnknownUsers = "error", states: PersonaState | None = None,
+    ) -> UserBatch:
+        """The users' histories and states. `states` (one row per user, e.g. from onboarding) are
+        used as given; otherwise each user's state is folded in from their history (training rows
+        plus `history` rows), and a user with none is an error or, with
+        unknown_users="population", gets the population prior."""
+        ids = _user_list(users)
+        histories, empty = self._histories(ids, history, unknown_users if states is None else "population")
+        if states is not None:
+            if not isinstance(states, PersonaState) or len(states) != len(ids):
+                raise ValueError(f"states must be a PersonaState with one row per user ({len(ids)}), "
+                                 f"got {type(states).__name__} of {len(states) if isinstance(states, PersonaState) else '?'}")
+            return UserBatch(ids, histories, states)
+        return UserBatch(ids, histories, self._fold_in(histories, empty))
+
+    def _histories(
+        self, users: list[Any], history: pl.DataFrame | None, unknown_users: UnknownUsers
     ) -> tuple[sp.csr_matrix, np.ndarray]:
-        """(n, n_items) histories of `users` (known users' training rows plus any rows of
-        `history` (user_id, item_id) for them) and a mask of users with no history at all."""
+        """(n, n_items) histories of `users` and a mask of users with no history at all."""
         if unknown_users not in ("error", "population"):
             raise ValueError(f"unknown_users must be 'error' or 'population', got {unknown_users!r}")
-        users = list(users)
         if not users:
             raise ValueError("no users given")
         rows = sp.lil_matrix((len(users), len(self.item_ids)), dtype=np.float32)
@@ -120,7 +187,7 @@ class PersonaPipeline:
             )
         return matrix, empty
 
-    def states(self, histories: sp.csr_matrix, empty: np.ndarray) -> PersonaState:
+    def _fold_in(self, histories: sp.csr_matrix, empty: np.ndarray) -> PersonaState:
         """Folded-in states; users with an empty history get the population prior."""
         n = histories.shape[0]
         coefficients = np.repeat(self.population_state.coefficients, n, axis=0)
@@ -130,7 +197,7 @@ class PersonaPipeline:
             coefficients[~empty], prior_logits[~empty] = folded.coefficients, folded.prior_logits
         return PersonaState(coefficients, prior_logits)
 
-    # -- recommendations -------------------------------------------------------------------
+    # -- the serving path ------------------------------------------------------------------
     def recommend(
         self,
         users: pl.DataFrame | pl.Series | Sequence[Any],
@@ -139,57 +206,90 @@ class PersonaPipeline:
         history: pl.DataFrame | None = None,
         unknown_users: UnknownUsers = "error",
         filter_seen: bool = True,
+        control: Control | None = None,
         safeguards: SafeguardsConfig | None = None,
+        states: PersonaState | None = None,
     ) -> pl.DataFrame:
-        """Top-k per user as one frame: user_id, rank (1-based), item_id, score, persona (the
-        persona with the largest attention for that item) and persona_weight (that attention),
-        persona_label, score_share (that persona's share of the score in score units, the bias
-        shared by attention, so all personas' shares sum to the score) and because_you_liked
-        (history item ids supporting that persona; see explain.attribution).
-        Seen items are never returned: a user with fewer than k unseen items gets fewer rows.
-        `safeguards` (safeguards.SafeguardsConfig; None or all off = this plain ranking) builds
-        the slate with echo-chamber safeguards and adds an `exploration` column."""
-        user_list = _user_list(users)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        histories, state = self._users_state(user_list, history, unknown_users)
-        if safeguards is not None and safeguards.active:
-            from recsys_pref.safeguards.serving import safeguarded_frame  # it builds on this class
+        """Top-k per user as one frame with the columns of `RECOMMENDATION_COLUMNS`.
 
-            return safeguarded_frame(self, user_list, histories, state, k, safeguards, filter_seen)
-        ids, values = self.retriever.top_k(state, k, histories if filter_seen else None)
-        return self._frame(user_list, ids, values, state, histories)
+        history: extra (user_id, item_id) rows, folded in (new users, or known users' recent
+        items); states: one state per user to serve as given (an onboarding session's);
+        control: mute or boost personas and bases (explain.control); safeguards: the
+        echo-chamber rerankers (safeguards.config), combinable with control. Seen items are
+        never returned unless filter_seen=False: a user with fewer than k unseen items gets
+        fewer rows."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+        batch = self.user_batch(users, history, unknown_users, states)
+        described = self.explainer.describe(batch.state)
+        weights = self.explainer.control_weights(batch.state, control, described)
+        slate = self._rank(batch, int(k), filter_seen, weights, safeguards)
+        return self._frame(batch, slate, weights, described)
+
+    def _rank(
+        self, batch: UserBatch, k: int, filter_seen: bool, weights: ControlWeights | None,
+        safeguards: SafeguardsConfig | None,
+    ) -> Slate:
+        """Candidates from the retriever, then the safeguards' reranking when any is on."""
+        exclude = batch.histories if filter_seen else sp.csr_matrix(batch.histories.shape, dtype=np.float32)
+        if safeguards is None or not safeguards.active:
+            ids, scores = self.retriever.top_k(batch.state, k, exclude, weights)
+            return Slate(ids, scores, np.zeros(ids.shape, bool), batch.state)
+        bounded = self.slate_builder.bounded(batch.state, safeguards.state_bounds)
+        pool = self.retriever.top_k(bounded, max(safeguards.candidates, k), exclude, weights)
+        built = self.slate_builder.build(batch.state, batch.histories, k, safeguards, exclude=exclude,
+                                         control=weights, pool=pool)
+        return Slate(built.items, built.scores, built.exploration, built.state)
 
     @cached_property
     def retriever(self) -> Retriever:
-        """Top-K of the serving path: exhaustive scoring below `retrieval.min_items` items, the
+        """The candidate stage: exhaustive scoring below `retrieval.min_items` items, the
         certified candidate index from that size on (retrieval.serving)."""
-        return Retriever(self.model.shared, self.retrieval, self.loaded_index)
+        return Retriever(self.model.scorer, self.retrieval, self.loaded_index)
+
+    @cached_property
+    def slate_builder(self) -> SlateBuilder:
+        """The safeguards' reranker for this model and its items' genres."""
+        genres = self.items["genres"].to_list() if "genres" in self.items.columns else None
+        return SlateBuilder.for_model(self.model, genres)
+
+    @cached_property
+    def explainer(self) -> Explainer:
+        """Base labels, persona descriptions and explanations for this model (explain.explainer)."""
+        return Explainer.for_items(self.model.scorer, self.items, self.histories)
 
     def _frame(
-        self, users: list[Any], ids: np.ndarray, values: np.ndarray, state: PersonaState, histories: sp.csr_matrix,
-        control: Control | None = None,
+        self, batch: UserBatch, slate: Slate, weights: ControlWeights | None,
+        described: list[list[PersonaDescription]],
     ) -> pl.DataFrame:
-        """One row per recommended item (ids (n, k), -1 = none) with its explanation (see explain)."""
-        explained, described = self.explainer.explain(state, histories, ids, control)
-        rows, ranks = np.nonzero(ids >= 0)
-        items = ids[rows, ranks]
+        """One row per ranked item (slate.items (n, k), -1 = none) with its explanation."""
+        if slate.state is not batch.state:  # the safeguards bounded the states: describe what was served
+            described = self.explainer.describe(slate.state)
+        explained, _ = self.explainer.explain(slate.state, batch.histories, slate.items, weights, described)
+        rows, ranks = np.nonzero(slate.items >= 0)
+        items = slate.items[rows, ranks]
         persona = explained.persona[rows, ranks]
+        explored = slate.exploration[rows, ranks]
+        base_names = [base.label for base in self.explainer.bases]
+        dominant_base = self.slate_builder.item_bases.argmax(axis=1)
+        labels = [EXPLORATION_LABEL.format(base_names[dominant_base[item]]) if flag else described[row][m].label
+                  for row, m, item, flag in zip(rows, persona, items, explored)]
         return pl.DataFrame(
             {
-                "user_id": pl.Series([users[row] for row in rows], dtype=self._user_dtype()),
+                "user_id": pl.Series([batch.ids[row] for row in rows], dtype=self._user_dtype()),
                 "rank": (ranks + 1).astype(np.int32),
                 "item_id": pl.Series(self.item_ids.to_external(items).tolist(), dtype=self._item_dtype()),
-                "score": values[rows, ranks].astype(np.float32),
+                "score": slate.scores[rows, ranks].astype(np.float32),
                 "persona": persona.astype(np.int32),
+                "persona_label": pl.Series(labels, dtype=pl.String),
                 "persona_weight": explained.attention[rows, persona, ranks].astype(np.float32),
-                "persona_label": [described[row][m].label for row, m in zip(rows, persona)],
                 "score_share": explained.shares[rows, persona, ranks].astype(np.float32),
                 "because_you_liked": pl.Series(
                     [self.item_ids.to_external(np.array(explained.supporting[row][rank], np.int64)).tolist()
                      for row, rank in zip(rows, ranks)],
                     dtype=pl.List(self._item_dtype()),
                 ),
+                "exploration": pl.Series(explored, dtype=pl.Boolean),
             }
         )
 
@@ -199,65 +299,118 @@ class PersonaPipeline:
     def _item_dtype(self) -> pl.DataType:
         return pl.Series(self.item_ids.external[:1].tolist()).dtype
 
+    # -- the seam for other pipelines ------------------------------------------------------
+    def score(
+        self, candidates: pl.DataFrame, *, history: pl.DataFrame | None = None, control: Control | None = None,
+    ) -> pl.DataFrame:
+        """Score and explain `user_id, item_id` rows from any upstream retriever (external ids):
+        the rows in their order with score, persona, persona_label, persona_weight and
+        score_share added. Users unknown to the model are an error unless `history` holds
+        their interactions (they are folded in). Rank by `score` to rerank."""
+        return self._pairs(candidates, history, control, with_support=False)
+
+    def explain_many(
+        self, pairs: pl.DataFrame, *, history: pl.DataFrame | None = None, control: Control | None = None,
+    ) -> pl.DataFrame:
+        """`score` plus because_you_liked for many `user_id, item_id` pairs at once."""
+        return self._pairs(pairs, history, control, with_support=True)
+
+    def _pairs(
+        self, pairs: pl.DataFrame, history: pl.DataFrame | None, control: Control | None, with_support: bool,
+    ) -> pl.DataFrame:
+        user_rows, items = self._check_pairs(pairs)
+        users = list(dict.fromkeys(pairs["user_id"].to_list()))
+        batch = self.user_batch(users, history)
+        position = {user: index for index, user in enumerate(users)}
+        user_index = np.array([position[user] for user in user_rows], np.int64)
+        slot = np.zeros(len(user_index), np.int64)  # each pair's column in its user's padded row
+        counts = np.zeros(len(users), np.int64)
+        for row, user in enumerate(user_index):
+            slot[row], counts[user] = counts[user], counts[user] + 1
+        padded = np.full((len(users), int(counts.max())), -1, np.int64)
+        padded[user_index, slot] = items
+        described = self.explainer.describe(batch.state)
+        weights = self.explainer.control_weights(batch.state, control, described)
+        if with_support:
+            explained, _ = self.explainer.explain(batch.state, batch.histories, padded, weights, described)
+            attention, shares, scores = explained.attention, explained.shares, explained.scores
+        else:
+            terms = self.model.scorer.terms(batch.state, np.maximum(padded, 0), weights)
+            attention, shares, scores = terms.attention, terms.shares, terms.scores
+        persona = attention.argmax(axis=1)[user_index, slot]
+        columns = {
+            "score": scores[user_index, slot].astype(np.float32),
+            "persona": persona.astype(np.int32),
+            "persona_label": pl.Series([described[user][m].label for user, m in zip(user_index, persona)], dtype=pl.String),
+            "persona_weight": attention[user_index, persona, slot].astype(np.float32),
+            "score_share": shares[user_index, persona, slot].astype(np.float32),
+        }
+        if with_support:
+            columns["because_you_liked"] = pl.Series(
+                [self.item_ids.to_external(np.array(explained.supporting[user][column], np.int64)).tolist()
+                 for user, column in zip(user_index, slot)],
+                dtype=pl.List(self._item_dtype()),
+            )
+        return pairs.select("user_id", "item_id").with_columns(**columns)
+
+    def _check_pairs(self, pairs: pl.DataFrame) -> tuple[list[Any], np.ndarray]:
+        """The pairs' user ids and item indices, after checking the frame: a polars frame with
+        user_id and item_id of the model's id types, no nulls, no duplicate pair, known items."""
+        if not isinstance(pairs, pl.DataFrame):
+            raise TypeError(f"candidates must be a polars DataFrame with user_id and item_id, got {type(pairs).__name__}")
+        missing = [name for name in ("user_id", "item_id") if name not in pairs.columns]
+        if missing:
+            raise ValueError(f"candidates need columns user_id and item_id; missing {missing} (has {pairs.columns})")
+        if pairs.height == 0:
+            raise ValueError("candidates frame is empty")
+        for name, expected in (("user_id", self._user_dtype()), ("item_id", self._item_dtype())):
+            nulls = np.flatnonzero(pairs[name].is_null().to_numpy())
+            if len(nulls):
+                raise ValueError(f"candidates have null {name} in rows {nulls[:10].tolist()}")
+            if pairs[name].dtype != expected:
+                raise TypeError(f"candidates' {name} is {pairs[name].dtype}, the model's ids are {expected}")
+        duplicated = np.flatnonzero(pairs.select("user_id", "item_id").is_duplicated().to_numpy())
+        if len(duplicated):
+            raise ValueError(f"candidates repeat (user_id, item_id) pairs in rows {duplicated[:10].tolist()}")
+        item_values = pairs["item_id"].to_numpy()
+        unknown = np.flatnonzero(~np.isin(item_values, self.item_ids.external))
+        if len(unknown):
+            raise UnknownIdError(f"candidates name items the model does not know in rows {unknown[:10].tolist()} "
+                                 f"(e.g. {item_values[unknown[0]]!r})")
+        return pairs["user_id"].to_list(), self.item_ids.to_index(item_values)
+
     # -- explanations and control ----------------------------------------------------------
-    @cached_property
-    def explainer(self) -> Explainer:
-        """Base labels, persona descriptions and explanations for this model (explain.explainer)."""
-        return Explainer.for_items(self.model, self.items, self.histories)
-
-    def _users_state(
-        self, users: Sequence[Any], history: pl.DataFrame | None, unknown_users: UnknownUsers
-    ) -> tuple[sp.csr_matrix, PersonaState]:
-        histories, empty = self.user_histories(users, history, unknown_users)
-        return histories, self.states(histories, empty)
-
     def _item_names(self, items: np.ndarray) -> list[tuple[Any, str]]:
         """(external id, title) of item indices."""
         titles = self.items["title"].gather(items).to_list() if "title" in self.items.columns else [""] * len(items)
         return list(zip(self.item_ids.to_external(items).tolist(), titles))
 
-    def recommend_adjusted(
-        self,
-        users: pl.DataFrame | pl.Series | Sequence[Any],
-        control: Control,
-        k: int = 10,
-        *,
-        history: pl.DataFrame | None = None,
-        unknown_users: UnknownUsers = "error",
-        filter_seen: bool = True,
-    ) -> pl.DataFrame:
-        """`recommend` with personas or bases muted or boosted (see explain.control), in the same
-        columns; the explanations describe the adjusted scores. Scores the whole catalog."""
-        user_list = _user_list(users)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        histories, state = self._users_state(user_list, history, unknown_users)
-        ids, values = top_k(self.explainer.scores(state, control), k, exclude=histories if filter_seen else None)
-        return self._frame(user_list, ids, values, state, histories, control)
-
     def explain(
-        self, user: Any, item: Any, *, history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error"
+        self, user: Any, item: Any, *, history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error",
+        control: Control | None = None,
     ) -> ItemExplanation:
         """Why `item` scores as it does for `user` (both external ids): the persona it satisfies,
         every persona's attention and share of the score, and "because you liked" items."""
-        histories, state = self._users_state([user], history, unknown_users)
+        batch = self.user_batch([user], history, unknown_users)
         index = self.item_ids.to_index(item)
-        explained, described = self.explainer.explain(state, histories, index[None, :])
+        described = self.explainer.describe(batch.state)
+        weights = self.explainer.control_weights(batch.state, control, described)
+        explained, _ = self.explainer.explain(batch.state, batch.histories, index[None, :], weights, described)
         return ItemExplanation.of(explained, described[0], user, self._item_names)
 
     def summary(
         self, user: Any, *, history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error"
     ) -> str:
         """One or two sentences describing `user`'s personas by label and weight (explain.summary)."""
-        _, state = self._users_state([user], history, unknown_users)
-        return self.explainer.summaries(state)[0]
+        return self.explainer.summaries(self.user_batch([user], history, unknown_users).state)[0]
 
     def personas(
-        self, user: Any, *, history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error"
+        self, user: Any, *, history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error",
+        states: PersonaState | None = None,
     ) -> pl.DataFrame:
-        """`user`'s personas: persona, label, strongest bases and top items (titles)."""
-        _, state = self._users_state([user], history, unknown_users)
-        described = self.explainer.describe(state)[0]
+        """`user`'s personas: persona, label, strongest bases and the persona's own top items
+        (titles: what that persona predicts, not what the user liked)."""
+        described = self.explainer.describe(self.user_batch([user], history, unknown_users, states).state)[0]
         return pl.DataFrame({
             "persona": [persona.persona for persona in described],
             "label": [persona.label for persona in described],

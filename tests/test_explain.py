@@ -1,4 +1,4 @@
-"""The explanation layer: score parts, attribution, labels, control and summaries."""
+"""The explanation layer: attribution, labels, control and summaries (the score itself: test_scorer.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,18 +8,17 @@ import scipy.sparse as sp
 
 from recsys_pref.data import make_synthetic
 from recsys_pref.explain.attribution import explain_recommendations
-from recsys_pref.explain.control import Control, persona_weights, resolve, scale_bases
+from recsys_pref.explain.control import Control, control_weights, resolve
 from recsys_pref.explain.labels import (
-    BaseLabel,
     PersonaDescription,
     base_labels,
     describe_personas,
     eligible_items,
     item_tag_lists,
 )
-from recsys_pref.explain.scoring import persona_terms
 from recsys_pref.explain.summary import persona_mix, summarize
-from recsys_pref.models.persona import PersonaConfig, PersonaRecommender, PersonaState
+from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
+from recsys_pref.models.persona.scorer import ControlWeights
 
 CONFIG = PersonaConfig(n_personas=2, n_bases=6, embedding_dim=8, hidden_dim=32, max_epochs=40, patience=10,
                        batch_size=32, learning_rate=3e-3, progress=False)
@@ -40,43 +39,30 @@ def state(model, dataset):
     return model.fold_in(dataset.to_csr()[:12])
 
 
-def test_persona_terms_reproduce_the_models_scores_and_attention(model, state):
-    terms = persona_terms(model, state)
-    scores, attention = model.explain_scores(state)
-    np.testing.assert_allclose(terms.scores, scores, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(terms.attention, attention, rtol=1e-5, atol=1e-6)
-
-
-def test_persona_terms_for_chosen_items_match_the_whole_catalog(model, state):
-    items = np.tile(np.array([[5, 0, 17]]), (len(state), 1))
-    chosen, full = persona_terms(model, state, items), persona_terms(model, state)
-    np.testing.assert_allclose(chosen.scores, full.scores[:, [5, 0, 17]], rtol=1e-6)
-    np.testing.assert_allclose(chosen.attention, full.attention[:, :, [5, 0, 17]], rtol=1e-6)
-
-
 def test_score_shares_sum_to_the_score(model, state):
     rng = np.random.default_rng(0)
     items = rng.integers(0, 60, size=(len(state), 7))
-    explained = explain_recommendations(model, state, sp.csr_matrix((len(state), 60)), items)
+    explained = explain_recommendations(model.scorer, state, sp.csr_matrix((len(state), 60)), items)
     np.testing.assert_allclose(explained.shares.sum(axis=1), explained.scores, rtol=1e-5, atol=1e-5)
 
 
 def test_score_shares_sum_to_the_score_under_control(model, state):
     items = np.tile(np.arange(10), (len(state), 1))
-    explained = explain_recommendations(model, state, sp.csr_matrix((len(state), 60)), items, np.array([3.0, 0.5]))
+    explained = explain_recommendations(model.scorer, state, sp.csr_matrix((len(state), 60)), items,
+                                         ControlWeights(np.array([3.0, 0.5])))
     np.testing.assert_allclose(explained.shares.sum(axis=1), explained.scores, rtol=1e-5, atol=1e-5)
 
 
 def test_explaining_persona_has_the_largest_attention(model, state):
     items = np.tile(np.arange(60), (len(state), 1))
-    explained = explain_recommendations(model, state, sp.csr_matrix((len(state), 60)), items)
+    explained = explain_recommendations(model.scorer, state, sp.csr_matrix((len(state), 60)), items)
     np.testing.assert_array_equal(explained.persona, explained.attention.argmax(axis=1))
 
 
 def test_because_you_liked_items_come_from_the_users_own_history(model, state, dataset):
     histories = dataset.to_csr()[:12]
     items = np.tile(np.arange(0, 60, 6), (len(state), 1))
-    explained = explain_recommendations(model, state, histories, items)
+    explained = explain_recommendations(model.scorer, state, histories, items)
     for user, per_item in enumerate(explained.supporting):
         own = set(histories[user].indices.tolist())
         assert all(set(support) <= own and len(support) <= 3 for support in per_item)
@@ -86,36 +72,8 @@ def test_because_you_liked_items_come_from_the_users_own_history(model, state, d
 def test_padding_items_get_no_supporting_items(model, state, dataset):
     items = np.full((len(state), 2), -1)
     items[:, 0] = 3
-    explained = explain_recommendations(model, state, dataset.to_csr()[:12], items)
+    explained = explain_recommendations(model.scorer, state, dataset.to_csr()[:12], items)
     assert all(per_item[1] == [] for per_item in explained.supporting)
-
-
-def test_muting_a_persona_zeroes_its_attention_everywhere(model, state):
-    terms = persona_terms(model, state, persona_weights=np.array([0.0, 1.0]))
-    assert (terms.attention[:, 0, :] == 0).all()
-    np.testing.assert_allclose(terms.attention[:, 1, :], 1.0)
-    np.testing.assert_allclose(terms.scores, terms.rho[:, 1, :] + terms.bias, rtol=1e-6)
-
-
-def test_boosting_a_persona_raises_its_attention(model, state):
-    plain = persona_terms(model, state).attention
-    boosted = persona_terms(model, state, persona_weights=np.array([4.0, 1.0])).attention
-    assert (boosted[:, 0, :] >= plain[:, 0, :] - 1e-7).all() and (boosted[:, 0, :] > plain[:, 0, :]).any()
-
-
-@pytest.mark.parametrize(
-    "weights, message",
-    [(np.array([0.0, 0.0]), "every persona"), (np.array([-1.0, 1.0]), ">= 0"), (np.array([np.nan, 1.0]), "finite"),
-     (np.ones(3), "shape")],
-)
-def test_bad_persona_weights_are_refused(model, state, weights, message):
-    with pytest.raises(ValueError, match=message):
-        persona_terms(model, state, persona_weights=weights)
-
-
-def test_out_of_range_items_are_refused(model, state):
-    with pytest.raises(ValueError, match="item indices"):
-        persona_terms(model, state, np.full((len(state), 1), 60))
 
 
 def test_personas_are_labelled_with_planted_tastes(model, dataset):
@@ -123,7 +81,7 @@ def test_personas_are_labelled_with_planted_tastes(model, dataset):
     state = model.fold_in(dataset.to_csr())
     truth = dataset.ground_truth
     eligible = np.ones(60, bool)
-    described = describe_personas(model, state, item_tag_lists(dataset.items), eligible)
+    described = describe_personas(model.scorer, state, item_tag_lists(dataset.items), eligible)
     hits = [
         any(persona.label.split(" & ")[0] == f"taste-{int(truth.user_mix[user].argmax())}" for persona in personas)
         for user, personas in enumerate(described)
@@ -132,15 +90,15 @@ def test_personas_are_labelled_with_planted_tastes(model, dataset):
 
 
 def test_base_labels_come_with_exemplars_and_a_negative_pole(model, dataset):
-    labels = base_labels(model, item_tag_lists(dataset.items), np.ones(60, bool), n_exemplars=4)
+    labels = base_labels(model.scorer, item_tag_lists(dataset.items), np.ones(60, bool), n_exemplars=4)
     assert [label.base for label in labels] == list(range(CONFIG.n_bases))
     assert all(len(label.exemplars) == 4 and label.label.startswith("taste-") for label in labels)
     assert all(label.negative_label.startswith("taste-") for label in labels)
 
 
 def test_persona_descriptions_list_the_strongest_bases_by_size(model, state, dataset):
-    bases = base_labels(model, item_tag_lists(dataset.items), np.ones(60, bool))
-    described = describe_personas(model, state, item_tag_lists(dataset.items), np.ones(60, bool), bases, n_bases=3)
+    bases = base_labels(model.scorer, item_tag_lists(dataset.items), np.ones(60, bool))
+    described = describe_personas(model.scorer, state, item_tag_lists(dataset.items), np.ones(60, bool), bases, n_bases=3)
     strengths = [abs(strength) for _, strength, _ in described[0][0].bases]
     assert len(strengths) == 3 and strengths == sorted(strengths, reverse=True)
 
@@ -171,13 +129,18 @@ def test_resolve_refuses_unknown_labels_and_ids():
 
 
 def test_persona_weights_by_label_apply_to_users_who_have_it():
-    weights = persona_weights(Control(personas={"Drama": 0.0}), [["Drama", "Comedy"], ["Horror", "Comedy"]])
-    np.testing.assert_array_equal(weights, [[0.0, 1.0], [1.0, 1.0]])
+    weights = control_weights(Control(personas={"Drama": 0.0}), [["Drama", "Comedy"], ["Horror", "Comedy"]], ["War"])
+    np.testing.assert_array_equal(weights.persona_weights, [[0.0, 1.0], [1.0, 1.0]])
+
+
+def test_base_factors_by_label_cover_every_base_with_that_label():
+    weights = control_weights(Control(bases={"Drama": 0.0, 1: 2.0}), [["Comedy"]], ["Drama", "Comedy", "Drama & War"])
+    np.testing.assert_array_equal(weights.base_factors, [0.0, 2.0, 0.0])
 
 
 def test_a_label_nobody_has_is_an_error():
     with pytest.raises(ValueError, match="no user's persona"):
-        persona_weights(Control(personas={"Western": 0.0}), [["Drama", "Comedy"]])
+        control_weights(Control(personas={"Western": 0.0}), [["Drama", "Comedy"]], ["War"])
 
 
 def test_control_refuses_negative_weights():
@@ -185,15 +148,8 @@ def test_control_refuses_negative_weights():
         Control(bases={1: -2.0})
 
 
-def test_muting_a_base_zeroes_its_coefficients_in_every_persona():
-    state = PersonaState(np.ones((2, 2, 3)), np.zeros((2, 2)))
-    bases = [BaseLabel(k, name, [], [], "–") for k, name in enumerate(["Drama", "Comedy", "Drama & War"])]
-    scaled = scale_bases(state, Control(bases={"Drama": 0.0, 1: 2.0}), bases)
-    np.testing.assert_array_equal(scaled.coefficients[0, 0], [0.0, 2.0, 0.0])
-
-
 def test_persona_mix_is_a_distribution_per_user(model, state):
-    mix = persona_mix(persona_terms(model, state), top_n=20)
+    mix = persona_mix(model.scorer.terms(state), top_n=20)
     assert mix.shape == (len(state), 2)
     np.testing.assert_allclose(mix.sum(axis=1), 1.0, rtol=1e-5)
 

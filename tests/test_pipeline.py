@@ -11,7 +11,7 @@ import pytest
 from recsys_pref.data import UnknownIdError, make_synthetic
 from recsys_pref.models.artifact import ArtifactError
 from recsys_pref.models.persona import PersonaConfig
-from recsys_pref.pipeline import PersonaPipeline
+from recsys_pref.pipeline import RECOMMENDATION_COLUMNS, PersonaPipeline
 
 TINY = PersonaConfig(n_personas=2, n_bases=4, embedding_dim=8, hidden_dim=16, max_epochs=3, patience=2,
                      batch_size=32, progress=False)
@@ -30,8 +30,9 @@ def pipeline(dataset):
 def test_recommend_returns_one_tidy_frame_in_external_ids(pipeline, dataset):
     users = dataset.user_ids.to_list()[:3]
     frame = pipeline.recommend(pl.DataFrame({"user_id": users}), k=5)
-    assert frame.columns == ["user_id", "rank", "item_id", "score", "persona", "persona_weight", "persona_label",
-                             "score_share", "because_you_liked"]
+    assert frame.columns == ["user_id", "rank", "item_id", "score", "persona", "persona_label", "persona_weight",
+                             "score_share", "because_you_liked", "exploration"]
+    assert frame.columns == list(RECOMMENDATION_COLUMNS)
     assert frame.height == 15
     assert set(frame["user_id"].to_list()) == set(users)
     assert set(frame["item_id"].to_list()) <= set(dataset.item_ids.to_list())

@@ -5,7 +5,7 @@ a split's training users with its default configuration; the held-out test users
 in from their histories and get a top-k over the catalog (their history excluded). For each
 recommended item:
 - M > 1: its explaining persona (largest attention) is removed, i.e. its attention forced to
-  zero for every item and the others renormalised (explain.scoring's persona weight 0), the
+  zero for every item and the others renormalised (a persona weight of 0 in the scorer's ControlWeights), the
   user's top-k is recomputed, and we record whether the item left it; the same for another of
   the user's personas chosen uniformly at random.
 - M = 1 (pref-linear): the strongest base instead, the base k with the largest contribution
@@ -42,7 +42,7 @@ from recsys_pref.core.ranking import top_k
 from recsys_pref.evaluation.tuning import build_model
 from recsys_pref.explain.explainer import Explainer
 from recsys_pref.explain.labels import NO_LABEL
-from recsys_pref.explain.scoring import item_rewards, persona_terms
+from recsys_pref.models.persona.scorer import ControlWeights
 from recsys_pref.models.persona import PRESETS, PersonaRecommender, PersonaState
 
 TABLE_COLUMNS = ["model", "removed", "faithfulness_explaining", "faithfulness_random", "faithfulness_bound",
@@ -90,7 +90,8 @@ def persona_deletion(
     for m in range(n_personas):
         weights = np.ones(n_personas)
         weights[m] = 0.0
-        muted, _ = top_k(persona_terms(model, state, None, weights).scores, k, exclude=held.fold_in, banned_items=banned)
+        muted, _ = top_k(model.scorer.scores(state, control=ControlWeights(weights)), k, exclude=held.fold_in,
+                         banned_items=banned)
         left[m] = ~(ids[:, :, None] == muted[:, None, :]).any(axis=2)
     other = (persona + rng.integers(1, n_personas, size=persona.shape)) % n_personas  # uniform over m != persona
     users, ranks = np.indices(ids.shape)
@@ -105,7 +106,7 @@ def base_deletion(
     c_uk r_k(i)) / a random other base was removed from the user's coefficients?"""
     n, k = ids.shape
     n_bases = state.coefficients.shape[2]
-    contributions = state.coefficients[:, 0, None, :] * item_rewards(model)[ids]  # (n, k, K)
+    contributions = state.coefficients[:, 0, None, :] * model.shared.rewards[ids]  # (n, k, K)
     strongest = contributions.argmax(axis=2)
     other = (strongest + rng.integers(1, n_bases, size=strongest.shape)) % n_bases
     users = np.repeat(np.arange(n), k)
@@ -114,7 +115,7 @@ def base_deletion(
         coefficients = state.coefficients[users].copy()  # (n * k, 1, K): one edited state per item
         coefficients[np.arange(n * k), 0, removed.ravel()] = 0.0
         edited = PersonaState(coefficients, state.prior_logits[users])
-        scores = persona_terms(model, edited).scores
+        scores = model.scorer.scores(edited)
         results.append(left_top_k(ids.ravel(), scores, k, held.fold_in[users], banned).reshape(n, k))
     return results[0], results[1]
 
@@ -152,7 +153,7 @@ def measure(
         held = HeldOut(held.users[keep], held.fold_in[keep], held.targets[keep], held.known)
     banned = ~split.catalog
     state = model.fold_in(held.fold_in)
-    terms = persona_terms(model, state)
+    terms = model.scorer.terms(state)
     ids, _ = top_k(terms.scores, config.k, exclude=held.fold_in, banned_items=banned)
     if (ids < 0).any():
         raise ValueError(f"some test users have fewer than k={config.k} unseen catalog items to rank; lower k")
@@ -174,7 +175,7 @@ def measure(
         "recommendations": float(ids.size),
     } | bound
     if dataset.ground_truth is not None:
-        explainer = Explainer.for_items(model, dataset.items, split.train)
+        explainer = Explainer.for_items(model.scorer, dataset.items, split.train)
         row |= label_precision(explainer, state, ids, persona, held.users, dataset.ground_truth)
     return row
 

@@ -50,6 +50,7 @@ from recsys_pref.core.ranking import top_k
 from recsys_pref.evaluation.recovery import mix_recovery
 from recsys_pref.models.ease import EASE
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
+from recsys_pref.onboarding.oracles import ModelOracle, ProfileOracle, known_ratings
 from recsys_pref.onboarding.questions import QUESTION_TYPES, STRATEGIES, QuestionConfig
 from recsys_pref.onboarding.session import Onboarder, OnboardingConfig, OnboardingState, build_onboarder
 
@@ -86,57 +87,11 @@ class OnboardingBenchConfig:
         return cls(max_users=8, checkpoints=(0, 1, 3), max_epochs=3, latency_items=1000, pool_size=40)
 
 
-@dataclass(frozen=True)
-class ProfileOracle:
-    """Answers from a user's known ratings (item index -> rating) only (see module docstring)."""
-
-    ratings: dict[int, float]
-    threshold: float
-
-    def __call__(self, items: list[int], question_type: str) -> int | str:
-        known = [item for item in items if item in self.ratings]
-        if not known:
-            return "unknown"
-        best = max(known, key=lambda item: self.ratings[item])
-        if question_type == "choice":
-            return best if self.ratings[best] >= self.threshold else "none"
-        if len(known) == 2:
-            first, second = (self.ratings[item] for item in items)
-            return "tie" if first == second else best
-        return best if self.ratings[best] >= self.threshold else "unknown"
-
-
-@dataclass(frozen=True)
-class ModelOracle:
-    """Answers from a fitted model's scores (n_items,) of the user, with its none level."""
-
-    scores: np.ndarray
-    none_level: float
-
-    def __call__(self, items: list[int], question_type: str) -> int | str:
-        best = max(items, key=lambda item: self.scores[item])
-        if question_type == "choice" and self.scores[best] < self.none_level:
-            return "none"
-        return best
-
-
 def _persona_config(config: OnboardingBenchConfig, seed: int) -> PersonaConfig:
     overrides: dict[str, Any] = {"seed": seed, "progress": False}
     if config.max_epochs is not None:
         overrides["max_epochs"] = config.max_epochs
     return PersonaConfig.preset("persona", **overrides)
-
-
-def known_ratings(dataset: InteractionDataset, split: Split, users: np.ndarray) -> list[dict[int, float]]:
-    """Per sampled test user (positions into split.test), every rating outside their targets."""
-    ratings = dataset.to_csr(dataset.interactions, binary=False)
-    result = []
-    for position in users:
-        row = ratings[split.test.users[position]]
-        targets = set(split.test.targets[position].indices.tolist())
-        result.append({int(item): float(value) for item, value in zip(row.indices, row.data)
-                       if int(item) not in targets and split.catalog[item]})
-    return result
 
 
 def _model_oracles(split: Split, users: np.ndarray, config: PersonaConfig, n_known: float) -> list[ModelOracle]:

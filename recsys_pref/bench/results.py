@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys_pref.core.files import atomic_write_text
+from recsys_pref.core.tables import markdown_table
 
 SUITES = ("accuracy", "onboarding", "retrieval", "explanations", "safeguards", "scale")
 
@@ -51,41 +52,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "–"
-        if abs(value) < 1e-12:
-            return "0"
-        if value != 0 and (abs(value) >= 1000 or abs(value) < 0.001):
-            return f"{value:.3g}"
-        return f"{value:.4f}"
-    if isinstance(value, dict):
-        return ", ".join(f"{key}={item:g}" if isinstance(item, float) else f"{key}={item}" for key, item in value.items())
-    return str(value)
-
-
-def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
-    """Rows as a Markdown table; columns default to every key, in first-seen order.
-    A metric with a matching "<name>_std" key is shown as "mean ± std"."""
-    if not rows:
-        return "_no rows_\n"
-    if columns is None:
-        columns = []
-        for row in rows:
-            columns += [key for key in row if key not in columns and not key.endswith("_std")]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = []
-        for column in columns:
-            cell = _format(row.get(column, ""))
-            if f"{column}_std" in row:
-                cell += f" ± {_format(row[f'{column}_std'])}"
-            cells.append(cell)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def write_result(result: BenchResult, out_dir: Path) -> tuple[Path, Path]:

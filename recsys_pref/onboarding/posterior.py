@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recsys_pref.models.persona import PersonaRecommender, PersonaState, base_rewards, score_from_state
+from recsys_pref.models.persona import PersonaRecommender, PersonaState, score_from_state
 from recsys_pref.models.state_bounds import bound_state
 
 NONE = -1  # outcome: "none of these" (choice questions)
@@ -103,8 +103,9 @@ class StateSpace:
         scales = np.sqrt(np.clip(eigenvalues[order], 0.0, None) + ridge)
         self.mean = torch.from_numpy(mean)  # (D,)
         self.basis = torch.from_numpy(eigenvectors[:, order] * scales)  # W (D, r)
-        self.rewards = base_rewards(torch.from_numpy(model.item_embeddings), torch.from_numpy(model.bases)).double()
-        self.bias = torch.from_numpy(model.item_bias).double()  # (n_items,)
+        self.scorer = model.scorer  # float32 scoring of persona states (explanations, labels)
+        self.rewards = torch.from_numpy(model.shared.rewards).double()  # r(i) (n_items, K), float64 for the Hessian
+        self.bias = torch.from_numpy(model.shared.item_bias).double()  # (n_items,)
         self.n_items = len(self.bias)
         self.catalog = np.ones(self.n_items, bool) if catalog is None else np.asarray(catalog, bool)
         if self.catalog.shape != (self.n_items,):
@@ -112,8 +113,8 @@ class StateSpace:
         self._catalog_index = torch.from_numpy(np.flatnonzero(self.catalog))
         self.log_known = math.log(n_known)
         self.bounds = config.state_bounds  # the model's safeguards hold for onboarded states too
-        with torch.no_grad():
-            self.bound_prior = tuple(part.double() for part in model.network.prior_state())
+        prior = model.prior_state()
+        self.bound_prior = (torch.from_numpy(prior.coefficients).double(), torch.from_numpy(prior.prior_logits).double())
 
     # -- states -----------------------------------------------------------------------------
     def full_state(self, z: Tensor) -> Tensor:

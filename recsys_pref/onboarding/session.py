@@ -28,7 +28,7 @@ import torch
 
 from recsys_pref.data.dataset import IdMap, UnknownIdError
 from recsys_pref.core.ranking import top_k
-from recsys_pref.explain.labels import label
+from recsys_pref.explain.explainer import Explainer
 from recsys_pref.onboarding.posterior import NONE, TIE, Observation, Posterior, StateSpace, laplace
 from recsys_pref.onboarding.questions import QuestionConfig, question_pool, select_question
 from recsys_pref.models.persona import PersonaRecommender
@@ -168,7 +168,8 @@ def build_onboarder(
     raw_states = model.fold_in(train[active], bounded=False)  # StateSpace applies the model's bounds
     space = StateSpace(model, raw_states, rank=rank, n_known=n_known, catalog=popularity > 0)
     pool = question_pool(popularity, space.rewards.numpy(), space.catalog, config.questions)
-    return Onboarder(space, pool, item_ids, config, items, n_known)
+    explainer = Explainer.for_items(model.scorer, items, train) if items is not None else None
+    return Onboarder(space, pool, item_ids, config, items, n_known, explainer)
 
 
 class Onboarder:
@@ -176,7 +177,8 @@ class Onboarder:
 
     space: the model as a function of the user state; pool: candidate item indices, most
     popular first; item_ids: external ids of the model's items; items: metadata frame (title,
-    genres) in item order, or None; n_known: items a typical user knows (answerability).
+    genres) in item order, or None; n_known: items a typical user knows (answerability);
+    explainer: names personas as everywhere else (explain.labels), None: "persona m".
     """
 
     def __init__(
@@ -187,11 +189,12 @@ class Onboarder:
         config: OnboardingConfig = OnboardingConfig(),
         items: pl.DataFrame | None = None,
         n_known: float = 50.0,
+        explainer: Explainer | None = None,
     ) -> None:
         if len(item_ids) != space.n_items:
             raise ValueError(f"item_ids has {len(item_ids)} items, the model {space.n_items}")
         self.space, self.pool, self.item_ids, self.config = space, np.asarray(pool, np.int64), item_ids, config
-        self.items, self.n_known = items, n_known
+        self.items, self.n_known, self.explainer = items, n_known, explainer
         genres = items["genres"].to_list() if items is not None and "genres" in items.columns else None
         self.item_genres: list[list[str]] | None = genres if genres and any(genres) else None
 
@@ -302,22 +305,17 @@ class Onboarder:
                 result[row] = (torch.logsumexp(shares, dim=0) - np.log(samples)).numpy()
         return result
 
-    def persona_labels(self, state: OnboardingState, n_items: int = 50) -> list[str]:
-        """A label per persona from the genres of its own top `n_items` items by rho_m(i) + b_i,
-        the score if that persona alone held the attention, as the demo labels personas
-        ("persona m" without genres)."""
-        own_scores = self.persona_rewards(state) + self.space.bias.numpy()  # (M, n_items)
-        labels = []
-        for m, row in enumerate(own_scores):
-            row = np.where(self.space.catalog, row, -np.inf)
-            top = np.argsort(-row, kind="stable")[:n_items]
-            labels.append(label(self.item_genres, top) if self.item_genres else f"persona {m}")
-        return labels
+    def persona_labels(self, state: OnboardingState) -> list[str]:
+        """A label per persona of the posterior mean state, by the one labelling function
+        (explain.labels.describe_personas) the pipeline, `explain` and the demo use."""
+        persona = self.space.persona_state(np.array(state.mean))
+        if self.explainer is None:
+            return [f"persona {m}" for m in range(persona.coefficients.shape[1])]
+        return [description.label for description in self.explainer.describe(persona)[0]]
 
     def persona_rewards(self, state: OnboardingState) -> np.ndarray:
         """rho_m(i) of the posterior mean state: (M, n_items)."""
-        persona = self.space.persona_state(np.array(state.mean))
-        return persona.coefficients[0] @ self.space.rewards.numpy().T
+        return self.space.scorer.terms(self.space.persona_state(np.array(state.mean))).rho[0]
 
     def persona_mix(self, state: OnboardingState) -> list[tuple[str, float]]:
         """(label, share) per persona, share = its mean attention over the catalog, largest first."""

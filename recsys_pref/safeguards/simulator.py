@@ -34,7 +34,6 @@ from tqdm.auto import tqdm
 
 from recsys_pref.data.dataset import InteractionDataset
 from recsys_pref.core.ranking import top_k
-from recsys_pref.explain.scoring import persona_terms
 from recsys_pref.models.persona import PersonaRecommender
 from recsys_pref.evaluation.audit import slate_audit
 from recsys_pref.safeguards.config import SafeguardsConfig
@@ -112,7 +111,7 @@ class TrueTastes:
     def fitted(cls, model: PersonaRecommender, histories: sp.spmatrix) -> "TrueTastes":
         """Tastes as a persona model fitted on all the users' data sees them: its scores of
         their full `histories` (n, n_items)."""
-        return cls(model.score(histories).astype(np.float64), model.item_embeddings.astype(np.float64))
+        return cls(model.score(histories).astype(np.float64), model.shared.item_embeddings.astype(np.float64))
 
 
 @dataclass
@@ -148,7 +147,7 @@ class Simulation:
                 state = builder.model.fold_in(histories)
                 built = builder.build(state, histories, config.k, safeguards, banned_items=self.banned)
                 slate = built.items
-                attention = persona_terms(builder.model, built.state, np.maximum(slate, 0)).attention
+                attention = builder.scorer.terms(built.state, np.maximum(slate, 0)).attention
             rows.append({"round": round_index} | self._metrics(slate, ideal, attention, utilities, initial, histories,
                                                                config))
             if round_index == config.rounds:

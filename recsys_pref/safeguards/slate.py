@@ -2,9 +2,11 @@
 re-ranking, exploration slots. With every safeguard off the slate is the model's plain top-k.
 
 Order of work per user: the folded-in state is bounded (models.state_bounds, toward the
-model's empty-history prior); the top `candidates` items by score form the pool; the first
-k - round(share * k) slots are filled from the pool by calibrated re-ranking (or by score when
-lambda = 0); the remaining slots are exploration items (safeguards.exploration), marked.
+model's population prior); the top `candidates` items by score form the pool (from the serving
+pipeline's candidate stage, or the whole catalog scored); the first k - round(share * k) slots
+are filled from the pool by calibrated re-ranking (or by score when lambda = 0); the remaining
+slots are exploration items (safeguards.exploration), marked. Every score comes from the
+model's scorer, under the user's control weights when given.
 """
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ import torch
 from recsys_pref.data.dataset import InteractionDataset
 from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
 from recsys_pref.core.ranking import top_k
-from recsys_pref.explain.scoring import item_rewards, persona_terms
 from recsys_pref.explain.summary import persona_mix
 from recsys_pref.models.persona import PersonaRecommender, PersonaState
+from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer
 from recsys_pref.models.state_bounds import StateBounds, bound_state
 from recsys_pref.safeguards.calibration import base_distributions, calibrated_rerank, history_mix, scaled_relevance
 from recsys_pref.safeguards.config import SafeguardsConfig
@@ -46,6 +48,14 @@ class SlateBuilder:
     item_bases: np.ndarray
     item_genres: np.ndarray | None
 
+    @property
+    def scorer(self) -> PersonaScorer:
+        return self.model.scorer
+
+    @property
+    def n_items(self) -> int:
+        return self.scorer.shared.n_items
+
     @classmethod
     def for_model(cls, model: PersonaRecommender, genres: list[list[str]] | None = None) -> "SlateBuilder":
         """genres: per item its genre names (None or all empty: no genre calibration)."""
@@ -54,11 +64,11 @@ class SlateBuilder:
             if len(genres) != model.n_items:
                 raise ValueError(f"{len(genres)} items have genres but the model has {model.n_items} items")
             item_genres = item_category_matrix(genres)[0]
-        return cls(model, base_distributions(item_rewards(model)), item_genres)
+        return cls(model, base_distributions(model.shared.rewards), item_genres)
 
     def with_model(self, model: PersonaRecommender) -> "SlateBuilder":
         """The same genres with another (for example retrained) model and its base distributions."""
-        return SlateBuilder(model, base_distributions(item_rewards(model)), self.item_genres)
+        return SlateBuilder(model, base_distributions(model.shared.rewards), self.item_genres)
 
     @classmethod
     def for_dataset(cls, model: PersonaRecommender, dataset: InteractionDataset) -> "SlateBuilder":
@@ -66,62 +76,73 @@ class SlateBuilder:
         return cls.for_model(model, genres)
 
     def bounded(self, state: PersonaState, bounds: StateBounds) -> PersonaState:
-        """`state` within `bounds`, shrunk toward the model's empty-history prior state."""
+        """`state` within `bounds`, shrunk toward the model's population prior state."""
         if not bounds.active:
             return state
+        prior = self.model.prior_state()
         with torch.no_grad():
-            prior = self.model._network().prior_state()
             coefficients, prior_logits = bound_state(
-                torch.from_numpy(state.coefficients), torch.from_numpy(state.prior_logits), *prior, bounds)
+                torch.from_numpy(state.coefficients), torch.from_numpy(state.prior_logits),
+                torch.from_numpy(prior.coefficients), torch.from_numpy(prior.prior_logits), bounds)
         return PersonaState(coefficients.numpy(), prior_logits.numpy())
 
     def build(
         self, state: PersonaState, histories: sp.spmatrix, k: int, config: SafeguardsConfig,
         exclude: sp.spmatrix | None = None, banned_items: np.ndarray | None = None,
+        control: ControlWeights | None = None, pool: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Slates:
         """Slates of size k for users in `state` with (n, n_items) `histories` (the calibration
         and exploration targets); `exclude` (default: the histories) and `banned_items` are
-        never recommended."""
+        never recommended. `pool`: each user's candidates (ids (n, N) best first, -1 padded, and
+        their scores) from the serving pipeline, computed for the bounded state (`bounded`);
+        None scores the whole catalog. `control`: the user's mute/boost weights."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         histories = sp.csr_matrix(histories)
-        if histories.shape != (len(state), self.model.n_items):
-            raise ValueError(f"histories have shape {histories.shape}, expected {(len(state), self.model.n_items)}")
+        if histories.shape != (len(state), self.n_items):
+            raise ValueError(f"histories have shape {histories.shape}, expected {(len(state), self.n_items)}")
         exclude = histories if exclude is None else sp.csr_matrix(exclude)
         state = self.bounded(state, config.state_bounds)
-        scores = self.model.score_state(state)  # (n, n_items)
+        if pool is None:
+            pool = self._pool(state, max(config.candidates, k), exclude, banned_items, control)
         n_explore = int(round(config.exploration_share * k))
         n_ranked = k - n_explore
         if config.calibration_lambda > 0 and n_ranked > 0:
-            items = self._calibrated(state, scores, histories, n_ranked, config, exclude, banned_items)
+            items = self._calibrated(state, pool, histories, n_ranked, config, control)
         else:
-            items = top_k(scores, n_ranked, exclude=exclude, banned_items=banned_items)[0] if n_ranked else \
-                np.empty((len(state), 0), np.int64)
+            items = pool[0][:, :n_ranked]
         if n_explore:
-            taken = exclude + _as_matrix(items, self.model.n_items)
+            scores = self.scorer.scores(state, control=control)  # (n, n_items): exploration looks past the pool
+            taken = exclude + _as_matrix(items, self.n_items)
             n_bases = max(1, int(round(config.exploration_base_share * self.item_bases.shape[1])))
             explored = exploration_items(scores, histories, self.item_bases, n_explore, n_bases,
                                          exclude=taken, banned_items=banned_items)
             items = np.concatenate([items, explored], axis=1)
         flags = np.zeros(items.shape, bool)
         flags[:, n_ranked:] = items[:, n_ranked:] >= 0
-        values = np.where(items >= 0, np.take_along_axis(scores, np.maximum(items, 0), axis=1), -np.inf)
-        return Slates(items, values.astype(np.float32), flags, state)
+        values = self.scorer.scores(state, np.maximum(items, 0), control) if items.shape[1] else \
+            np.empty(items.shape, np.float32)
+        return Slates(items, np.where(items >= 0, values, -np.inf).astype(np.float32), flags, state)
+
+    def _pool(self, state: PersonaState, size: int, exclude: sp.csr_matrix, banned_items: np.ndarray | None,
+              control: ControlWeights | None) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's top `size` items by score over the whole catalog (ids, scores)."""
+        return top_k(self.scorer.scores(state, control=control), size, exclude=exclude, banned_items=banned_items)
 
     def _calibrated(
-        self, state: PersonaState, scores: np.ndarray, histories: sp.csr_matrix, k: int, config: SafeguardsConfig,
-        exclude: sp.csr_matrix, banned_items: np.ndarray | None,
+        self, state: PersonaState, pool: tuple[np.ndarray, np.ndarray], histories: sp.csr_matrix, k: int,
+        config: SafeguardsConfig, control: ControlWeights | None,
     ) -> np.ndarray:
-        """(n, k) items by Steck's greedy re-ranking of each user's top-`candidates` pool."""
-        pool, pool_scores = top_k(scores, max(config.candidates, k), exclude=exclude, banned_items=banned_items)
-        usable = pool >= 0
-        safe_pool = np.maximum(pool, 0)
+        """(n, k) items by Steck's greedy re-ranking of each user's candidate pool."""
+        ids, pool_scores = pool
+        usable = ids >= 0
+        safe_pool = np.maximum(ids, 0)
         relevance = np.where(usable, scaled_relevance(np.where(usable, pool_scores, pool_scores[:, :1])), -np.inf)
         mixes, targets = [], []
         if "personas" in config.calibrate_over:
-            terms = persona_terms(self.model, state)
+            terms = self.scorer.terms(state, safe_pool, control)  # the pool is each user's top items
             targets.append(persona_mix(terms))  # (n, M)
-            mixes.append(np.take_along_axis(terms.attention, safe_pool[:, None, :], axis=2).transpose(0, 2, 1))
+            mixes.append(terms.attention.transpose(0, 2, 1))
         for system, distributions in (("bases", self.item_bases), ("genres", self.item_genres)):
             if system in config.calibrate_over and distributions is not None:
                 targets.append(history_mix(histories, distributions))
@@ -130,7 +151,7 @@ class SlateBuilder:
             raise ValueError(f"no category system to calibrate over among {config.calibrate_over}")
         positions = calibrated_rerank(relevance, np.concatenate(mixes, axis=2), np.concatenate(targets, axis=1), k,
                                       config.calibration_lambda, config.calibration_alpha)
-        return np.where(positions >= 0, np.take_along_axis(pool, np.maximum(positions, 0), axis=1), -1)
+        return np.where(positions >= 0, np.take_along_axis(ids, np.maximum(positions, 0), axis=1), -1)
 
 
 def _as_matrix(items: np.ndarray, n_items: int) -> sp.csr_matrix:

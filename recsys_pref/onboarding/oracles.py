@@ -1,0 +1,60 @@
+"""Simulated answerers for onboarding questions, used by the bench and the demo.
+
+`ProfileOracle` answers from a held-out user's own ratings only (never their targets): the
+honest simulation of a person. `ModelOracle` answers from a fitted model's scores of the user
+(it has seen their targets, so results with it are an upper bound).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys_pref.data.dataset import InteractionDataset
+from recsys_pref.data.splits import Split
+
+
+@dataclass(frozen=True)
+class ProfileOracle:
+    """Answers from a user's known ratings (item index -> rating) only (see module docstring)."""
+
+    ratings: dict[int, float]
+    threshold: float
+
+    def __call__(self, items: list[int], question_type: str) -> int | str:
+        known = [item for item in items if item in self.ratings]
+        if not known:
+            return "unknown"
+        best = max(known, key=lambda item: self.ratings[item])
+        if question_type == "choice":
+            return best if self.ratings[best] >= self.threshold else "none"
+        if len(known) == 2:
+            first, second = (self.ratings[item] for item in items)
+            return "tie" if first == second else best
+        return best if self.ratings[best] >= self.threshold else "unknown"
+
+
+@dataclass(frozen=True)
+class ModelOracle:
+    """Answers from a fitted model's scores (n_items,) of the user, with its none level."""
+
+    scores: np.ndarray
+    none_level: float
+
+    def __call__(self, items: list[int], question_type: str) -> int | str:
+        best = max(items, key=lambda item: self.scores[item])
+        if question_type == "choice" and self.scores[best] < self.none_level:
+            return "none"
+        return best
+
+
+def known_ratings(dataset: InteractionDataset, split: Split, users: np.ndarray) -> list[dict[int, float]]:
+    """Per sampled test user (positions into split.test), every rating outside their targets."""
+    ratings = dataset.to_csr(dataset.interactions, binary=False)
+    result = []
+    for position in users:
+        row = ratings[split.test.users[position]]
+        targets = set(split.test.targets[position].indices.tolist())
+        result.append({int(item): float(value) for item, value in zip(row.indices, row.data)
+                       if int(item) not in targets and split.catalog[item]})
+    return result
