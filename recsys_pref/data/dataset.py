@@ -60,6 +60,7 @@ class IdMap:
         return self.external[indices]
 
     def to_list(self) -> list:
+        """The external ids in dense-index order, as Python values."""
         return self.external.tolist()
 
 
@@ -89,10 +90,12 @@ class InteractionDataset:
 
     @property
     def n_users(self) -> int:
+        """Number of users (rows of `to_csr()`)."""
         return len(self.user_ids)
 
     @property
     def n_items(self) -> int:
+        """Number of items (columns of `to_csr()`)."""
         return len(self.item_ids)
 
     def positives(self, frame: pl.DataFrame | None = None) -> pl.DataFrame:

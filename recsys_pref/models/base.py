@@ -115,6 +115,7 @@ class Recommender(ABC):
         return asdict(self.config) if self.config is not None else {}
 
     def fit(self, user_items: sp.spmatrix) -> "Recommender":
+        """Learn from a (n_users, n_items) sparse matrix of positives; returns the model."""
         matrix = check_user_items(user_items)
         if matrix.shape[0] == 0 or matrix.shape[1] == 0 or matrix.nnz == 0:
             raise ValueError(f"cannot fit {self.name} on an empty interaction matrix (shape {matrix.shape})")
@@ -174,13 +175,17 @@ class Recommender(ABC):
         """Write this fitted model to the artifact directory `directory`, atomically (an
         interrupted save leaves the previous artifact intact); returns the directory."""
         self._check_fitted()
-        meta = {
+        return save_artifact(Path(directory), self.name, self._arrays(), self.artifact_meta())
+
+    def artifact_meta(self) -> dict[str, Any]:
+        """What an artifact stores besides the arrays: class, config and training shape (a
+        container such as the serving pipeline's artifact embeds it with `_arrays()`)."""
+        return {
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
             "config": asdict(self.config) if self.config is not None else None,
             "n_users": self.n_users,
             "n_items": self.n_items,
         }
-        return save_artifact(Path(directory), self.name, self._arrays(), meta)
 
     @classmethod
     def load(cls: type[Model], directory: Path | str) -> Model:
@@ -192,21 +197,27 @@ class Recommender(ABC):
         version cannot take back (naming the field or array).
         """
         artifact = load_artifact(Path(directory))
-        model_class = cls._stored_class(artifact.kind, directory)
-        meta = artifact.meta
+        return cls.from_artifact(artifact.kind, artifact.arrays, artifact.meta, str(directory))
+
+    @classmethod
+    def from_artifact(cls: type[Model], kind: str, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                      where: str) -> Model:
+        """The model of registered name `kind` from its arrays and `artifact_meta()`; `where`
+        names the artifact in errors (ArtifactError, as `load`)."""
+        model_class = cls._stored_class(kind, where)
         try:
             config = None if model_class.config_class is None else config_from_dict(
                 model_class.config_class, meta["config"])
             model = model_class() if config is None else model_class(config)
             model.n_users, model.n_items = int(meta["n_users"]), int(meta["n_items"])
-            model._restore(artifact.arrays)
+            model._restore(arrays)
         except ConfigError as error:
-            raise ArtifactError(f"artifact at {directory} stores a config this version cannot read: {error}") from error
+            raise ArtifactError(f"artifact at {where} stores a config this version cannot read: {error}") from error
         except KeyError as error:
-            raise ArtifactError(f"artifact at {directory} lacks {error.args[0]!r}, which {model_class.__name__} "
+            raise ArtifactError(f"artifact at {where} lacks {error.args[0]!r}, which {model_class.__name__} "
                                 "needs") from error
         except (TypeError, ValueError) as error:
-            raise ArtifactError(f"artifact at {directory} holds a {artifact.kind!r} model this version cannot "
+            raise ArtifactError(f"artifact at {where} holds a {kind!r} model this version cannot "
                                 f"restore: {error}") from error
         return model
 
