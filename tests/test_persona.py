@@ -1,5 +1,6 @@
 """The persona model: equations against hand-computed values, its special cases (PReF-linear,
-AMP-CF), fold-in, training, recovery of planted personas, determinism and bad input."""
+AMP-CF), configuration, fitted behaviour, recovery of planted personas, determinism and bad
+input. The exact inference itself is specified in test_persona_inference.py."""
 from __future__ import annotations
 
 import math
@@ -19,11 +20,9 @@ from recsys_pref.models.persona import (
     AmpCF,
     PersonaConfig,
     PersonaModel,
-    PersonaNetwork,
     PersonaRecommender,
     PersonaState,
     PrefLinear,
-    base_distinctness_penalty,
     bradley_terry_loss,
     multinomial_loss,
     persona_attention,
@@ -33,7 +32,8 @@ from recsys_pref.models.persona import (
 )
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-TINY = dict(n_bases=4, embedding_dim=4, hidden_dim=16, max_epochs=5, batch_size=16, progress=False)
+TINY = dict(n_bases=4, embedding_dim=4, als_iterations=5)
+ENCODER = TINY | dict(inference="encoder", hidden_dim=16, max_epochs=5, batch_size=16, progress=False)
 
 
 def tiny_matrix(n_users: int = 40, n_items: int = 30, seed: int = 0) -> sp.csr_matrix:
@@ -102,12 +102,6 @@ def test_sampled_softmax_loss_hand_computed() -> None:
     assert sampled_softmax_loss(positives, negatives, mask).item() == pytest.approx(math.log(2))
 
 
-def test_base_distinctness_penalty_is_off_diagonal_of_normalised_gram() -> None:
-    assert base_distinctness_penalty(torch.eye(3)).item() == pytest.approx(0.0)
-    # cos((1, 0), (1, 1)) = 1/sqrt(2): two off-diagonal entries of 1/2 squared-summed
-    assert base_distinctness_penalty(torch.tensor([[2.0, 0.0], [1.0, 1.0]])).item() == pytest.approx(1.0)
-
-
 def test_single_persona_reduces_to_linear_model() -> None:
     generator = torch.Generator().manual_seed(0)
     coefficients = torch.randn(5, 1, 3, generator=generator)
@@ -119,11 +113,10 @@ def test_single_persona_reduces_to_linear_model() -> None:
 
 
 def test_identity_bases_give_amp_cf() -> None:
-    config = PersonaConfig.preset("amp-cf", embedding_dim=8)
-    network = PersonaNetwork(np.ones(10), config)
-    assert config.n_bases == 8 and config.identity_bases
-    assert torch.equal(network.rewards(), network.item_embeddings)  # r(i) = e_i
-    assert all(parameter is not network.bases for parameter in network.parameters())  # P is fixed
+    model = AmpCF(embedding_dim=4, als_iterations=5).fit(tiny_matrix())
+    assert model.config.n_bases == 4 and model.config.identity_bases
+    np.testing.assert_array_equal(model.shared.bases, np.eye(4))
+    np.testing.assert_array_equal(model.shared.rewards, model.shared.item_embeddings)  # r(i) = e_i
 
 
 # -- configuration --------------------------------------------------------------------------
@@ -151,6 +144,8 @@ def test_bad_configuration_raises_value_error() -> None:
         PersonaConfig(identity_bases=True, n_bases=8, embedding_dim=16)
     with pytest.raises(ValueError, match="loss must be one of"):
         PersonaConfig(loss="bradley_terry")
+    with pytest.raises(ValueError, match="must be <= embedding_dim"):
+        PersonaConfig(n_bases=64, embedding_dim=32)
     with pytest.raises(ValueError, match="temperature"):
         PersonaConfig(temperature=0.0)
 
@@ -191,29 +186,25 @@ def test_fitted_scores_are_finite_and_recommend_excludes_seen(fitted: PersonaRec
     assert len(ids) == 10 and not set(ids) & set(history[0].indices) and np.all(np.diff(values) <= 0)
 
 
-def test_fold_in_leaves_shared_weights_bit_identical(fitted: PersonaRecommender) -> None:
-    before = {name: tensor.clone() for name, tensor in fitted.network.state_dict().items()}
+def test_fold_in_leaves_the_shared_side_bit_identical(fitted: PersonaRecommender) -> None:
+    before = {name: getattr(fitted.shared, name).copy() for name in ("item_embeddings", "item_bias", "bases")}
     state = fitted.fold_in(tiny_matrix(seed=1)[:8])
     assert state.coefficients.shape == (8, 2, 4) and state.prior_logits.shape == (8, 2)
-    after = fitted.network.state_dict()
-    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert all(np.array_equal(before[name], getattr(fitted.shared, name)) for name in before)
 
 
-def test_score_state_matches_score_and_attention_sums_to_one(fitted: PersonaRecommender) -> None:
+def test_score_is_the_scorer_over_the_folded_in_state(fitted: PersonaRecommender) -> None:
     history = tiny_matrix(seed=2)[:6]
-    state = fitted.fold_in(history)
-    scores, attention = fitted.explain_scores(state)
-    np.testing.assert_allclose(scores, fitted.score(history), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(fitted.score_state(state), scores)
-    assert attention.shape == (6, 2, 30)
-    np.testing.assert_allclose(attention.sum(axis=1), 1.0, rtol=1e-5)
+    terms = fitted.scorer.terms(fitted.fold_in(history))
+    np.testing.assert_allclose(terms.scores, fitted.score(history), rtol=1e-5, atol=1e-6)
+    assert terms.attention.shape == (6, 2, 30)
+    np.testing.assert_allclose(terms.attention.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_persona_queries_reproduce_persona_rewards(fitted: PersonaRecommender) -> None:
-    state = fitted.fold_in(tiny_matrix(seed=3)[:4])
-    queries = fitted.persona_queries(state)  # (n, M, d)
-    rho = persona_rewards(torch.from_numpy(state.coefficients), fitted.network.rewards().detach()).numpy()
-    np.testing.assert_allclose(queries @ fitted.item_embeddings.T, rho, rtol=1e-4, atol=1e-5)
+def test_item_bias_is_zero_and_rewards_are_rotated_item_factors(fitted: PersonaRecommender) -> None:
+    shared = fitted.shared
+    np.testing.assert_array_equal(shared.item_bias, 0.0)
+    np.testing.assert_allclose(shared.rewards, shared.item_embeddings @ shared.bases.T, rtol=1e-5, atol=1e-6)
 
 
 def test_same_seed_gives_identical_scores() -> None:
@@ -223,20 +214,20 @@ def test_same_seed_gives_identical_scores() -> None:
     np.testing.assert_array_equal(first, second)
 
 
-@pytest.mark.parametrize("loss", ["sampled_softmax", "bpr"])
-def test_sampled_losses_train(loss: str) -> None:
-    model = PersonaModel(**TINY, loss=loss, n_negatives=8).fit(tiny_matrix())
+@pytest.mark.parametrize("loss", ["multinomial", "sampled_softmax", "bpr"])
+def test_the_encoder_option_trains_with_each_loss(loss: str) -> None:
+    model = PersonaModel(**ENCODER, loss=loss, n_negatives=8).fit(tiny_matrix())
     assert np.isfinite(model.score(tiny_matrix()[:3])).all()
 
 
 def test_fit_leaves_no_files_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    PersonaModel(**TINY).fit(tiny_matrix())
+    PersonaModel(**ENCODER).fit(tiny_matrix())
     assert list(tmp_path.iterdir()) == []
 
 
-def test_early_stopping_restores_best_epoch() -> None:
-    model = PersonaModel(**(TINY | {"max_epochs": 30, "patience": 2})).fit(tiny_matrix(n_users=80))
+def test_encoder_early_stopping_restores_best_epoch() -> None:
+    model = PersonaModel(**(ENCODER | {"max_epochs": 30, "patience": 2})).fit(tiny_matrix(n_users=80))
     summary = model.training_summary
     assert 0 <= summary["best_epoch"] <= summary["epochs"] and np.isfinite(summary["val_ndcg@100"])
 
@@ -245,8 +236,7 @@ def test_early_stopping_restores_best_epoch() -> None:
 @pytest.fixture(scope="module")
 def planted() -> tuple[PersonaRecommender, object]:
     dataset = make_synthetic(n_users=200, n_items=120, n_personas=4, density=0.1, seed=0, personas_per_user=1)
-    config = dict(n_bases=8, embedding_dim=8, hidden_dim=32, max_epochs=12, batch_size=50, progress=False,
-                  learning_rate=2e-2, validation_share=0.0)
+    config = dict(n_bases=8, embedding_dim=8)
     return PersonaModel(**config).fit(dataset.to_csr()), dataset
 
 
@@ -293,8 +283,8 @@ def test_bad_input_raises_clear_value_error(fitted: PersonaRecommender) -> None:
         PersonaState(np.full((1, 2, 4), np.nan), np.zeros((1, 2)))
     with pytest.raises(ValueError, match=r"\(n, M, K\)"):
         PersonaState(np.zeros((1, 2, 4)), np.zeros((1, 3)))
-    with pytest.raises(ValueError, match=r"\(M, K\)"):
-        fitted.score_state(PersonaState(np.zeros((1, 3, 4)), np.zeros((1, 3))))
+    with pytest.raises(ValueError, match="K = 3"):
+        fitted.scorer.scores(PersonaState(np.zeros((1, 2, 3)), np.zeros((1, 2))))
 
 
 def test_unfitted_model_raises() -> None:
@@ -302,59 +292,3 @@ def test_unfitted_model_raises() -> None:
 
     with pytest.raises(NotFittedError):
         PersonaModel().fold_in(tiny_matrix())
-
-
-def test_warm_start_kmeans_finds_well_separated_clusters() -> None:
-    from recsys_pref.models.warm_start import kmeans
-
-    rng = np.random.default_rng(0)
-    points = np.vstack([rng.normal(loc, 0.05, size=(30, 2)) for loc in ([0, 0], [5, 5], [0, 5])])
-    centres = kmeans(points, 3, rng)
-    assert sorted(map(tuple, np.round(centres).astype(int).tolist())) == [(0, 0), (0, 5), (5, 5)]
-
-
-def test_warm_start_bases_are_orthonormal_and_led_by_the_main_direction() -> None:
-    from recsys_pref.models.warm_start import principal_bases
-
-    rng = np.random.default_rng(0)
-    users = rng.normal(size=(200, 1)) * np.array([[3.0, 0.0, 0.0]]) + rng.normal(scale=0.1, size=(200, 3))
-    bases = principal_bases(users, 5, rng)  # K = 5 > d = 3: completed with random directions
-    assert bases.shape == (5, 3)
-    assert abs(abs(bases[0, 0]) - 1) < 1e-2
-    np.testing.assert_allclose(np.linalg.norm(bases, axis=1), 1, atol=1e-6)
-    np.testing.assert_allclose(bases[:3] @ bases[:3].T, np.eye(3), atol=1e-6)
-
-
-def test_warm_start_initialises_items_from_als_and_personas_from_user_clusters() -> None:
-    from recsys_pref.models.warm_start import als_warm_start
-
-    user_items = make_synthetic(n_users=300, n_items=120, seed=1).to_csr()
-    start = als_warm_start(user_items, n_personas=2, n_bases=8, embedding_dim=8, identity_bases=False, seed=0)
-    assert start.item_embeddings.shape == (120, 8) and start.bases.shape == (8, 8)
-    assert start.persona_coefficients.shape == (2, 8)
-    assert np.isclose(np.linalg.norm(start.item_embeddings, axis=1).mean(), 1, atol=1e-4)
-    assert not np.allclose(start.persona_coefficients[0], start.persona_coefficients[1])
-
-
-def test_warm_started_model_trains_and_keeps_identity_bases_for_amp_cf() -> None:
-    user_items = make_synthetic(n_users=300, n_items=120, seed=1).to_csr()
-    model = make_model("amp-cf", embedding_dim=8, n_bases=8, warm_start=True, max_epochs=2, progress=False)
-    model.fit(user_items)
-    np.testing.assert_array_equal(model.bases, np.eye(8, dtype=np.float32))
-    assert np.isfinite(model.score(user_items[:5])).all()
-
-
-def test_unbounded_fold_in_is_the_raw_state_the_bounds_act_on() -> None:
-    from recsys_pref.models.state_bounds import bound_state
-
-    user_items = make_synthetic(n_users=200, n_items=80, seed=2).to_csr()
-    model = make_model("persona", n_bases=8, embedding_dim=8, hidden_dim=16, max_epochs=2, progress=False,
-                       state_shrinkage=0.5)
-    model.fit(user_items)
-    raw, bounded = model.fold_in(user_items[:5], bounded=False), model.fold_in(user_items[:5])
-    with torch.no_grad():
-        prior = model.network.prior_state()
-        expected = bound_state(torch.from_numpy(raw.coefficients), torch.from_numpy(raw.prior_logits), *prior,
-                               model.config.state_bounds)
-    np.testing.assert_allclose(bounded.coefficients, expected[0].numpy(), atol=1e-6)
-    assert not np.allclose(raw.coefficients, bounded.coefficients)

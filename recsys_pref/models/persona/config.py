@@ -8,95 +8,91 @@ from recsys_pref.models.state_bounds import StateBounds
 
 Loss = Literal["multinomial", "sampled_softmax", "bpr"]
 LOSSES: tuple[str, ...] = ("multinomial", "sampled_softmax", "bpr")
+Inference = Literal["exact", "encoder"]
+INFERENCES: tuple[str, ...] = ("exact", "encoder")
 PRESETS: tuple[str, ...] = ("persona", "pref-linear", "amp-cf")
 
 
 @dataclass(frozen=True)
 class PersonaConfig:
-    """Hyperparameters of the persona model (defaults chosen on ml-latest-small validation users).
+    """Hyperparameters of the persona model.
+
+    Defaults (M = 2, tau = 0.1, beta = 10) chosen on validation users of ml-latest-small (split
+    seed 0), NDCG@100 of the exact state over the same ALS shared side (64 factors, lambda 10,
+    alpha 3); tau taken over {0.03, 0.1, 0.3, 1}:
+
+        M=1 (= tuned ALS's own fold-in)       0.3720
+        M=2, beta 1 / 3 / 10 / 30 / 100       0.3711 / 0.3724 / 0.3721 / 0.3681 / 0.3665-0.3681
+        M=3, beta 1 / 3 / 10 / 30 / 100       0.3716 / 0.3712 / 0.3721 / 0.3705 / 0.3641-0.3667
+        mean cosine of a user's two personas at beta 1 / 3 / 10 / 30: 0.99 / 0.84 / 0.25 / 0.04
+
+    Extra personas neither help nor hurt the average (spread 0.001); beta = 10 is the sharpest
+    responsibility that costs nothing, and there the two personas are distinct tastes (cosine
+    0.25), which is what explanations and control need. tau did not move NDCG@100 at beta = 10
+    (0.3721 at every tau tried), so the sharp tau = 0.1 is the default: explanations by
+    deletion are faithful at sharp attention (BENCHMARKS.md, explanations).
 
     Model
-    n_personas: M, personas per user (1 = PReF-linear). 2: three and four personas scored
-        no better on validation (table below), and fewer numbers per user make onboarding
-        cheaper.
-    n_bases: K, shared base reward functions (DESIGN's budget: at most 64). 64 beat 32.
-    embedding_dim: d, item embedding size; with identity bases K must equal d.
+    n_personas: M, personas per user (1 = PReF-linear).
+    n_bases: K, shared base reward functions, 1 <= K <= d (DESIGN's budget: at most 64).
+    embedding_dim: d, item embedding size (ALS's factors); with identity bases K = d.
     temperature: tau, divides persona rewards inside the attention softmax (score units):
         small tau makes attention pick the persona that likes the item most (a max), large
         tau makes it follow the prior pi_u (a fixed mixture).
-    identity_bases: fix P = I (K = d, not trained): AMP-CF, personas live in item space.
+    identity_bases: fix P = I (K = d): AMP-CF, personas live in item space.
 
-    warm_start: initialise item embeddings, bases and the encoder's default personas from
-        implicit's ALS fitted on the same data (see models.warm_start); off by default.
+    Shared side (models.persona.factorization): implicit's ALS with d factors.
+    regularization: lambda, the L2 penalty of ALS and of every persona's solve (absolute).
+    alpha: confidence of a positive per unit of weight, in ALS and in the user solve.
+    als_iterations: ALS sweeps fitting the item side.
 
-    Encoder (the user state; see the module docstring)
+    User state (models.persona.inference)
+    inference: "exact" (default: each persona's weighted least-squares solve, EM over the
+        personas' responsibilities for M > 1) or "encoder" (an amortized network trained with
+        Lightning over the same frozen shared side; faster per user, less accurate).
+    em_iterations: EM steps after the deterministic initialisation (M > 1).
+    responsibility_scale: beta, how sharply the E-step gives a history item to the persona
+        that fits it best (the M-step does not depend on it).
+    persona_pseudocount: delta, Dirichlet pseudo-count that keeps every persona's weight > 0.
+
+    Encoder (inference = "encoder" only; see models.persona.encoder)
     hidden_dim: width of the tanh hidden layer (Mult-DAE uses 600).
-    input_dropout: share of history entries dropped while training (denoising; 0.5 as Mult-DAE).
-
-    Optimisation
-    learning_rate: AdamW step size.
-    weight_decay: AdamW decoupled weight decay on every weight.
-    batch_size: users per step.
-    max_epochs: upper bound on passes over the training users.
-    max_seconds: wall-clock budget of training in seconds (None: no limit); training stops
-        after the step that crosses it (the throughput benchmark trains to a time box).
+    input_dropout: share of history entries dropped while training (denoising).
+    learning_rate, weight_decay: AdamW's step size and decoupled weight decay.
+    batch_size: users per step. max_epochs: bound on passes over the training users.
+    max_seconds: wall-clock budget of encoder training in seconds (None: no limit).
     patience: epochs without a better validation NDCG@100 before stopping.
-    loss: "multinomial" (softmax over the whole catalog, the default), "sampled_softmax"
-        (each positive against `n_negatives` uniformly drawn items shared by the batch) or
-        "bpr" (Bradley-Terry on (positive, uniform negative) pairs); the last two never
-        score the whole catalog during training, for large catalogs.
+    loss: "multinomial" (softmax over the catalog), "sampled_softmax" (against `n_negatives`
+        uniformly drawn items shared by the batch) or "bpr" (Bradley-Terry on sampled pairs).
     n_negatives: sampled items per batch for "sampled_softmax".
-    base_distinctness: weight of the squared off-diagonal of the normalised Gram of the bases
-        (pushes bases toward distinct directions so each can carry its own label).
-    prior_strength: weight of the mean squared distance of user states from the batch mean
-        (shrinks users toward the population, a safeguard against extreme states).
+    prior_strength: weight of the mean squared distance of encoder states from the batch mean.
+    validation_share: share of training users held out inside the encoder's training for
+        early stopping (0 trains max_epochs on every user).
+    accelerator: Lightning accelerator ("cpu" by default; "auto" uses a GPU when present).
+    progress: show Lightning's progress bar. Not a modelling choice.
 
     State bounds (safeguards against echo chambers; models.state_bounds; all 0 = off, which
-    leaves every result bit-identical). Applied where the encoder produces the state, so
-    training, fold-in and scoring all see the bounded state:
-    state_shrinkage: s in [0, 1], each state becomes (1 - s) state + s prior, the prior being
-        the encoder's state for an empty history (the population prior before any evidence).
+    leaves every result bit-identical), applied at fold-in toward `prior_state()`:
+    state_shrinkage: s in [0, 1], each state becomes (1 - s) state + s prior.
     min_persona_entropy: floor in [0, 1] on the entropy of softmax(pi_u), as a share of log M.
     min_base_entropy: floor in [0, 1] on the entropy of each persona's base weights
         c_mk^2 / |c_m|^2, as a share of log K.
 
-    Procedure
-    validation_share: share of training users held out inside fit for early stopping (0
-        trains max_epochs on every user without validation).
-    seed: seeds initialisation, dropout, batching and the internal validation split.
-    accelerator: Lightning accelerator ("cpu" by default; "auto" uses a GPU when present).
-    progress: show Lightning's progress bar. Not a modelling choice.
-
-    Validation NDCG@100 / Recall@20 on ml-latest-small, strong generalization, mean over the
-    validation users of split seeds 0, 1, 2 (60 users each; seed-to-seed spread about 0.03,
-    so differences under 0.01 are noise). Fitted on `val_train`; changes from the defaults:
-
-        M=2 K=64 (default)                0.338 / 0.299    EASE l2=200 (for reference)  0.366 / 0.328
-        M=2 K=32                          0.334 / 0.292    EASE l2=100                  0.364 / 0.322
-        M=2 K=64 d=128                    0.331 / 0.301    ALS 64 factors, alpha 5      0.348 / 0.297
-        M=3 K=32                          0.324 / 0.282
-        M=4 K=64                          0.325 / 0.296
-        M=1 K=64 (pref-linear)            0.326 / 0.293
-        amp-cf d=64 / d=32                0.328 / 0.299, 0.323 / 0.292
-        K=32, tau 0.3 / 3.0               0.318 / 0.282, 0.332 / 0.298
-        K=32, lr 3e-3                     0.316 / 0.288
-        K=32, weight_decay 0.05           0.334 / 0.295
-        K=64, dropout 0.7                 0.327 / 0.297
-        K=64, hidden 200                  0.332 / 0.289
-        K=64, weight_decay 1.0            0.329 / 0.290
-        K=64, batch 32                    0.330 / 0.297
-        K=64, lr 5e-4, 300 epochs         0.326 / 0.296
-        K=64, no validation, 80 epochs    0.330 / 0.295
-        free per-user states (no encoder, fold-in by 150 Adam steps): 0.228
-        encoder state refined by 10 / 30 / 100 Adam steps on the history: 0.334 / 0.309 / 0.245
+    seed: seeds ALS's initialisation (and the encoder's training).
     """
 
     n_personas: int = 2
     n_bases: int = 64
     embedding_dim: int = 64
-    temperature: float = 1.0
+    temperature: float = 0.1
     identity_bases: bool = False
-    warm_start: bool = False
+    regularization: float = 10.0
+    alpha: float = 3.0
+    als_iterations: int = 15
+    inference: Inference = "exact"
+    em_iterations: int = 10
+    responsibility_scale: float = 10.0
+    persona_pseudocount: float = 1.0
     hidden_dim: int = 600
     input_dropout: float = 0.5
     learning_rate: float = 1e-3
@@ -107,7 +103,6 @@ class PersonaConfig:
     patience: int = 20
     loss: Loss = "multinomial"
     n_negatives: int = 256
-    base_distinctness: float = 0.0
     prior_strength: float = 0.0
     state_shrinkage: float = 0.0
     min_persona_entropy: float = 0.0
@@ -119,8 +114,8 @@ class PersonaConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("n_personas", "n_bases", "embedding_dim", "hidden_dim", "batch_size", "max_epochs",
-                     "patience", "n_negatives"):
+        for name in ("n_personas", "n_bases", "embedding_dim", "als_iterations", "hidden_dim", "batch_size",
+                     "max_epochs", "patience", "n_negatives"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.temperature > 0:
@@ -129,6 +124,15 @@ class PersonaConfig:
             problems.append(
                 f"identity_bases needs n_bases == embedding_dim (K = d), got {self.n_bases} and {self.embedding_dim}"
             )
+        if self.n_bases > self.embedding_dim:
+            problems.append(f"n_bases (K = {self.n_bases}) must be <= embedding_dim (d = {self.embedding_dim})")
+        if self.inference not in INFERENCES:
+            problems.append(f"inference must be one of {', '.join(INFERENCES)}, got {self.inference!r}")
+        if self.em_iterations < 0:
+            problems.append(f"em_iterations must be >= 0, got {self.em_iterations}")
+        for name in ("regularization", "alpha", "responsibility_scale", "persona_pseudocount"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.input_dropout < 1:
             problems.append(f"input_dropout must be in [0, 1), got {self.input_dropout}")
         if not 0 <= self.validation_share < 1:
@@ -137,7 +141,7 @@ class PersonaConfig:
             problems.append(f"max_seconds must be > 0 or None, got {self.max_seconds}")
         if not self.learning_rate > 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("weight_decay", "base_distinctness", "prior_strength"):
+        for name in ("weight_decay", "prior_strength"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("state_shrinkage", "min_persona_entropy", "min_base_entropy"):
@@ -172,7 +176,7 @@ class PersonaConfig:
         """The configuration `name` ("persona", "pref-linear" or "amp-cf") with `overrides`.
 
         pref-linear has M = 1; amp-cf has identity bases and K = d (giving one of n_bases and
-        embedding_dim sets the other).
+        embedding_dim sets the other); elsewhere a smaller embedding_dim alone lowers K to d.
         """
         if name not in PRESETS:
             raise ValueError(f"unknown persona preset {name!r}; valid: {', '.join(PRESETS)}")
@@ -181,8 +185,10 @@ class PersonaConfig:
         if unknown:
             raise ValueError(f"{name} has no hyperparameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
         settings: dict[str, Any] = {}
+        if "embedding_dim" in overrides and "n_bases" not in overrides:  # K defaults to at most d
+            settings["n_bases"] = min(cls.n_bases, overrides["embedding_dim"])
         if name == "pref-linear":
-            settings = {"n_personas": 1}
+            settings["n_personas"] = 1
         elif name == "amp-cf":
             dim = overrides.get("embedding_dim", overrides.get("n_bases", cls.embedding_dim))
             settings = {"identity_bases": True, "n_bases": dim, "embedding_dim": dim}

@@ -1,24 +1,19 @@
 """The amortized encoder and its Lightning training loop (a Mult-DAE-style network).
 
-an amortized encoder (Mult-DAE style: the L2-normalised
-binary history, input dropout while training, one tanh hidden layer, a linear head to the
-M * (K + 1) numbers). It is the state for known and new users alike: one forward pass folds a
-new user in with every shared weight frozen, which is what strong generalization (held-out
-users scored from their histories alone) needs, and the encoder shares statistical strength
-across users where free per-user vectors would each be fitted from a few dozen positives.
-Measured on ml-latest-small (strong generalization, validation users of split seeds 0-2,
-table in `PersonaConfig`): free per-user states trained jointly, with new users folded in by
-optimising their state against the frozen weights, reached NDCG@100 0.23 against the
-encoder's 0.34, and refining the encoder's state by gradient steps on the user's own history
-only overfits it (0.33 after 10 steps, 0.25 after 100). So the encoder is the only source of
-user states, and fold-in is exactly one forward pass.
+An option of the persona model (`PersonaConfig.inference = "encoder"`); the default user state
+is the exact solve of models.persona.inference. The encoder reads the L2-normalised history
+(input dropout while training, one tanh hidden layer, a linear head to the M * (K + 1)
+numbers) and gives a state in one forward pass. Given the model's shared side (ALS item
+factors and taste bases, models.persona.factorization) it trains over that frozen side, so the
+encoder-versus-exact comparison (BENCHMARKS.md, issue 11) differs in the user state alone;
+without one it also learns item embeddings, biases and bases (the issue-3 model, kept for
+the training-throughput row of `bench scale`).
 
-Training (`fit`): a Lightning Trainer on the multinomial likelihood over the catalog per user
+Training: a Lightning Trainer on the multinomial likelihood over the catalog per user
 (Mult-VAE's loss; "sampled_softmax" and "bpr" avoid the full softmax on large catalogs), with
-two optional regularisers: distinct bases (off-diagonal of the normalised Gram of P) and a
-pull of user states toward the population (batch) mean. A share of the training users is
-held out inside `fit` (80% of each one's positives in, 20% as targets) and NDCG@100 on them
-drives early stopping; the best epoch's weights are restored from memory.
+an optional pull of user states toward the population (batch) mean. A share of the training
+users is held out inside `fit` (80% of each one's positives in, 20% as targets) and NDCG@100
+on them drives early stopping; the best epoch's weights are restored from memory.
 """
 from __future__ import annotations
 
@@ -40,9 +35,8 @@ from torch.utils.data import DataLoader
 
 from recsys_pref.core.metrics import ndcg_at_k
 from recsys_pref.models.persona.config import PersonaConfig
-from recsys_pref.models.persona.scorer import base_rewards, score_from_state
+from recsys_pref.models.persona.scorer import SharedSide, base_rewards, score_from_state
 from recsys_pref.models.state_bounds import bound_state
-from recsys_pref.models.warm_start import als_warm_start, apply_warm_start
 
 VALIDATION_METRIC = "val_ndcg@100"
 VALIDATION_K = 100
@@ -75,13 +69,6 @@ def sampled_softmax_loss(positive_scores: Tensor, negative_scores: Tensor, posit
     return -(log_p * positive_mask).sum() / positive_mask.sum().clamp(min=1)
 
 
-def base_distinctness_penalty(bases: Tensor) -> Tensor:
-    """Sum of squared off-diagonal entries of the normalised Gram of P (K, d): 0 iff orthogonal."""
-    unit = F.normalize(bases, dim=1)
-    gram = unit @ unit.T  # (K, K)
-    return (gram - torch.diag(torch.diagonal(gram))).pow(2).sum()
-
-
 def prior_penalty(coefficients: Tensor, prior_logits: Tensor) -> Tensor:
     """Mean squared distance of the users' states (B, M*(K+1)) from their mean (the population prior)."""
     states = torch.cat([coefficients.flatten(1), prior_logits], dim=1)
@@ -95,22 +82,30 @@ class PersonaNetwork(nn.Module):
     `forward(history)` returns scores (B, n_items); `encode` the user state; `rewards` r(i).
     """
 
-    def __init__(self, item_counts: np.ndarray, config: PersonaConfig) -> None:
-        """item_counts (n_items,): training users per item. Items never seen in training are
-        no encoder input (they carry no signal) and all biases start at log(count + 1), the
-        popularity ranking, centred."""
+    def __init__(self, item_counts: np.ndarray, config: PersonaConfig, shared: SharedSide | None = None) -> None:
+        """item_counts (n_items,): training users per item; items never seen in training are
+        no encoder input (they carry no signal). shared: a fitted shared side, held frozen
+        (buffers); None learns E, b (from log(count + 1), centred: the popularity ranking) and
+        P (orthogonal; the identity with `identity_bases`)."""
         super().__init__()
         n_items = len(item_counts)
         self.n_personas, self.n_bases = config.n_personas, config.n_bases
         self.temperature = config.temperature
         self.state_bounds = config.state_bounds
-        log_counts = torch.log1p(torch.as_tensor(item_counts, dtype=torch.float32))
-        self.item_embeddings = nn.Parameter(torch.randn(n_items, config.embedding_dim) / config.embedding_dim**0.5)
-        self.item_bias = nn.Parameter(log_counts - log_counts.mean())
-        if config.identity_bases:
-            self.register_buffer("bases", torch.eye(config.embedding_dim))
+        if shared is not None:
+            if shared.n_items != n_items or shared.n_bases != config.n_bases:
+                raise ValueError(f"shared side has {shared.n_items} items and {shared.n_bases} bases, "
+                                 f"expected {n_items} and {config.n_bases}")
+            for name in ("item_embeddings", "item_bias", "bases"):
+                self.register_buffer(name, torch.from_numpy(getattr(shared, name).copy()))
         else:
-            self.bases = nn.Parameter(nn.init.orthogonal_(torch.empty(config.n_bases, config.embedding_dim)))
+            log_counts = torch.log1p(torch.as_tensor(item_counts, dtype=torch.float32))
+            self.item_embeddings = nn.Parameter(torch.randn(n_items, config.embedding_dim) / config.embedding_dim**0.5)
+            self.item_bias = nn.Parameter(log_counts - log_counts.mean())
+            if config.identity_bases:
+                self.register_buffer("bases", torch.eye(config.embedding_dim))
+            else:
+                self.bases = nn.Parameter(nn.init.orthogonal_(torch.empty(config.n_bases, config.embedding_dim)))
         self.register_buffer("input_items", torch.from_numpy(np.flatnonzero(item_counts > 0)))
         self.dropout = nn.Dropout(config.input_dropout)
         self.hidden = nn.Linear(len(self.input_items), config.hidden_dim)
@@ -177,8 +172,6 @@ class PersonaTraining(L.LightningModule):
         history = batch.to_dense()  # (B, n_items), densified on the training device
         coefficients, prior_logits = self.network.encode(history)
         loss = self._data_loss(history, coefficients, prior_logits)
-        if self.config.base_distinctness > 0:
-            loss = loss + self.config.base_distinctness * base_distinctness_penalty(self.network.bases)
         if self.config.prior_strength > 0:
             loss = loss + self.config.prior_strength * prior_penalty(coefficients, prior_logits)
         self.log("loss", loss, prog_bar=True, batch_size=history.shape[0])
@@ -295,9 +288,10 @@ def quiet_lightning() -> Iterator[None]:
                 logger.setLevel(level)
 
 
-def train_network(user_items: sp.csr_matrix, config: PersonaConfig) -> tuple[PersonaNetwork, dict[str, float]]:
-    """Fit a PersonaNetwork on (n_users, n_items) positives; returns it (on the CPU, eval mode)
-    and a summary: "best_epoch" (0-based epoch whose weights were kept; -1 without validation),
+def train_network(user_items: sp.csr_matrix, config: PersonaConfig, shared: SharedSide | None = None
+                  ) -> tuple[PersonaNetwork, dict[str, float]]:
+    """Fit a PersonaNetwork on (n_users, n_items) positives, over the frozen `shared` side when
+    given (see PersonaNetwork); returns it (on the CPU, eval mode) and a summary: "best_epoch" (0-based epoch whose weights were kept; -1 without validation),
     "epochs" (epochs run), "steps" (optimiser steps taken) and "val_ndcg@100" (at the best
     epoch; NaN without validation)."""
     with quiet_lightning():
@@ -306,10 +300,7 @@ def train_network(user_items: sp.csr_matrix, config: PersonaConfig) -> tuple[Per
     train_rows, val_rows, fold_in, targets = split_validation_users(user_items, config.validation_share, rng)
     train = user_items[train_rows]
     item_counts = np.diff(train.tocsc().indptr)
-    network = PersonaNetwork(item_counts, config)
-    if config.warm_start:
-        apply_warm_start(network, als_warm_start(train, config.n_personas, config.n_bases, config.embedding_dim,
-                                                 config.identity_bases, config.seed))
+    network = PersonaNetwork(item_counts, config, shared)
     banned = torch.from_numpy(item_counts == 0)
     module = PersonaTraining(network, config, banned)
 
