@@ -1,8 +1,9 @@
 """Layers import only downward: the import-linter contracts in pyproject.toml hold.
 
-Contracts (pyproject.toml, [tool.importlinter]): core, data -> models -> retrieval, explain,
-safeguards, onboarding, evaluation -> pipeline -> bench, demo -> cli; retrieval, explain and
-evaluation independent of each other; onboarding and safeguards independent of each other.
+Contracts (pyproject.toml, [tool.importlinter]): core -> data -> models -> config -> retrieval,
+explain, safeguards, onboarding, evaluation -> pipeline -> bench, demo, terminal -> cli;
+retrieval, explain and evaluation independent of each other; onboarding and safeguards
+independent of each other.
 """
 from __future__ import annotations
 
