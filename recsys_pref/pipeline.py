@@ -29,14 +29,13 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-import torch
 
 from recsys_pref.data.dataset import IdMap, InteractionDataset, UnknownIdError
 from recsys_pref.explain.control import Control
 from recsys_pref.explain.explainer import Explainer, ItemExplanation
 from recsys_pref.explain.labels import PersonaDescription
-from recsys_pref.models.artifact import ArtifactError, load_artifact, save_artifact
-from recsys_pref.models.persona import PersonaConfig, PersonaNetwork, PersonaRecommender, PersonaState
+from recsys_pref.models.artifact import ArtifactError, csr_arrays, csr_from_arrays, load_artifact, save_artifact
+from recsys_pref.models.persona import PersonaConfig, PersonaRecommender, PersonaState
 from recsys_pref.models.persona.scorer import ControlWeights
 from recsys_pref.retrieval.index import CandidateIndex
 from recsys_pref.retrieval.serving import RetrievalConfig, Retriever, retrieval_config_from_dict
@@ -46,6 +45,7 @@ from recsys_pref.safeguards.slate import SlateBuilder
 UnknownUsers = Literal["error", "population"]
 ARTIFACT_KIND = "persona-pipeline"
 INDEX_FILE = "index.faiss"  # the candidate index inside the artifact directory
+MODEL_PREFIX = "model."  # the model's own arrays inside the pipeline's artifact
 FOLD_IN_BATCH = 4096  # users folded in at once when a pipeline is built (memory: batch x n_items)
 EXPLORATION_LABEL = "exploration: {}"
 #: The one output schema of `recommend` (column -> meaning); `score` and `explain_many` return
@@ -141,6 +141,10 @@ class PersonaPipeline:
         plus `history` rows), and a user with none is an error or, with
         unknown_users="population", gets the population prior."""
         ids = _user_list(users)
+        try:
+            pl.Series(ids, dtype=self._user_dtype())
+        except (TypeError, OverflowError, pl.exceptions.PolarsError) as error:
+            raise TypeError(f"user ids must be {self._user_dtype()} like the model's, got {ids[:5]!r}") from error
         histories, empty = self._histories(ids, history, unknown_users if states is None else "population")
         if states is not None:
             if not isinstance(states, PersonaState) or len(states) != len(ids):
@@ -218,8 +222,10 @@ class PersonaPipeline:
         echo-chamber rerankers (safeguards.config), combinable with control. Seen items are
         never returned unless filter_seen=False: a user with fewer than k unseen items gets
         fewer rows."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be a whole number, got {k!r}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
         batch = self.user_batch(users, history, unknown_users, states)
         described = self.explainer.describe(batch.state)
         weights = self.explainer.control_weights(batch.state, control, described)
@@ -422,24 +428,20 @@ class PersonaPipeline:
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: Path) -> Path:
-        """Write the artifact directory atomically (weights in safetensors, no pickle)."""
-        network = self.model._network()
-        arrays = {f"network.{name}": value.detach().cpu().numpy() for name, value in network.state_dict().items()}
-        arrays |= {
-            "histories.indptr": self.histories.indptr.astype(np.int64),
-            "histories.indices": self.histories.indices.astype(np.int64),
+        """Write the artifact directory atomically: the model's own arrays and metadata
+        (`Recommender.artifact_meta`) beside the ids, item metadata, training histories, the
+        population prior and the candidate index (safetensors and JSON, no pickle)."""
+        arrays = {f"{MODEL_PREFIX}{name}": value for name, value in self.model._arrays().items()}
+        arrays |= csr_arrays("histories", self.histories) | {
             "population.coefficients": self.population_state.coefficients,
             "population.prior_logits": self.population_state.prior_logits,
         }
         meta = {
             "dataset": self.dataset_name,
-            "config": asdict(self.model.config),
-            "preset": self.model.name,
-            "shape": [len(self.user_ids), len(self.item_ids)],
+            "model": {"kind": self.model.name} | self.model.artifact_meta(),
             "user_ids": self.user_ids.to_list(),
             "item_ids": self.item_ids.to_list(),
             "items": self.items.to_dicts(),
-            "training_summary": self.model.training_summary,
         }
         index = self.retriever.index if self.retriever.uses_index else self.retriever.built_index
         meta["retrieval"] = {"config": asdict(self.retrieval), "index": index.metadata() if index else None}
@@ -452,43 +454,30 @@ class PersonaPipeline:
         artifact = load_artifact(Path(directory), expected_kind=ARTIFACT_KIND)
         meta, arrays = artifact.meta, artifact.arrays
         try:
-            config = PersonaConfig(**meta["config"])
-            n_users, n_items = meta["shape"]
-            weights = {name.removeprefix("network."): torch.from_numpy(value.copy())
-                       for name, value in arrays.items() if name.startswith("network.")}
-            seen_in_training = np.zeros(n_items)
-            seen_in_training[weights["input_items"].numpy()] = 1  # fixes the encoder's input width
-            network = PersonaNetwork(seen_in_training, config)
-            network.load_state_dict(weights)
-            histories = sp.csr_matrix(
-                (np.ones(len(arrays["histories.indices"]), np.float32), arrays["histories.indices"], arrays["histories.indptr"]),
-                shape=(n_users, n_items),
-            )
+            stored = meta["model"]
+            model_arrays = {name.removeprefix(MODEL_PREFIX): value for name, value in arrays.items()
+                            if name.startswith(MODEL_PREFIX)}
+            model = PersonaRecommender.from_artifact(stored["kind"], model_arrays, stored, str(directory))
+            user_ids, item_ids = IdMap(np.array(meta["user_ids"]), "user"), IdMap(np.array(meta["item_ids"]), "item")
+            histories = csr_from_arrays(arrays, "histories", (len(user_ids), len(item_ids)))
             population = PersonaState(arrays["population.coefficients"], arrays["population.prior_logits"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            items = pl.DataFrame(meta["items"]) if meta["items"] else pl.DataFrame({"item_id": meta["item_ids"]})
+            retrieval = meta.get("retrieval") or {}
+            dataset_name = meta["dataset"]
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, ArtifactError):
+                raise
             raise ArtifactError(f"artifact at {directory} does not match this version of recsys_pref: {error}") from error
-        model = PersonaRecommender(config)
-        model.name = meta["preset"]
-        model.network = network.eval()
-        model.n_users, model.n_items = n_users, n_items
-        model.training_summary = meta.get("training_summary", {})
-        items = pl.DataFrame(meta["items"]) if meta["items"] else pl.DataFrame({"item_id": meta["item_ids"]})
-        retrieval = meta.get("retrieval") or {}
+        if model.n_items != len(item_ids) or histories.shape[1] != model.n_items:
+            raise ArtifactError(f"artifact at {directory} is inconsistent: the model has {model.n_items} items, "
+                                f"the id map {len(item_ids)}")
         index = None
         if INDEX_FILE in artifact.files:  # refused (IndexMismatchError) unless built from this model's items
+            shared = model.shared
             index = CandidateIndex.from_bytes(artifact.files[INDEX_FILE], retrieval.get("index") or {},
-                                              model.item_embeddings, model.item_bias)
-        return cls(
-            model,
-            IdMap(np.array(meta["user_ids"]), "user"),
-            IdMap(np.array(meta["item_ids"]), "item"),
-            items,
-            histories,
-            population,
-            meta["dataset"],
-            retrieval_config_from_dict(retrieval.get("config") or {}),
-            index,
-        )
+                                              shared.item_embeddings, shared.item_bias)
+        return cls(model, user_ids, item_ids, items, histories, population, dataset_name,
+                   retrieval_config_from_dict(retrieval.get("config") or {}), index)
 
 
 def _user_list(users: pl.DataFrame | pl.Series | Sequence[Any]) -> list[Any]:

@@ -64,14 +64,14 @@ def test_explain_an_unknown_item_names_it(pipeline):
 
 
 def test_muting_a_persona_leaves_only_the_other(pipeline):
-    frame = pipeline.recommend_adjusted([0, 1, 2], Control(personas={0: 0.0}), k=5)
+    frame = pipeline.recommend([0, 1, 2], k=5, control=Control(personas={0: 0.0}))
     assert (frame["persona"] == 1).all()
     assert np.allclose(frame["persona_weight"].to_numpy(), 1.0)
     assert np.allclose(frame["score_share"].to_numpy(), frame["score"].to_numpy(), atol=1e-5)
 
 
 def test_an_empty_control_gives_the_plain_recommendations(pipeline):
-    plain, adjusted = pipeline.recommend([3], k=5), pipeline.recommend_adjusted([3], Control(), k=5)
+    plain, adjusted = pipeline.recommend([3], k=5), pipeline.recommend([3], k=5, control=Control())
     assert plain["item_id"].to_list() == adjusted["item_id"].to_list()
     assert np.allclose(plain["score"].to_numpy(), adjusted["score"].to_numpy(), atol=1e-5)
 
@@ -79,7 +79,7 @@ def test_an_empty_control_gives_the_plain_recommendations(pipeline):
 def test_muting_a_base_by_label_changes_the_recommendations(pipeline):
     label = pipeline.explainer.bases[0].label
     plain = pipeline.recommend([0, 1, 2, 3], k=10)["score"].to_numpy()
-    muted = pipeline.recommend_adjusted([0, 1, 2, 3], Control(bases={label: 0.0}), k=10)["score"].to_numpy()
+    muted = pipeline.recommend([0, 1, 2, 3], k=10, control=Control(bases={label: 0.0}))["score"].to_numpy()
     assert not np.allclose(plain, muted)
 
 
