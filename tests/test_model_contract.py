@@ -18,7 +18,6 @@ from recsys_pref.models.base import NotFittedError
 
 NAMES = sorted(MODELS)
 N_USERS, N_ITEMS = 60, 40  # conftest.random_items
-PERSONA_PRESETS = ("persona", "pref-linear", "amp-cf")
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -105,15 +104,8 @@ def test_scoring_or_saving_before_fit_raises_not_fitted_error(name, fast_model, 
 # -- persistence ----------------------------------------------------------------------------
 
 
-def skip_persona_without_hooks(model: Recommender) -> None:
-    """The persona model's `_arrays`/`_restore` are being written (models/persona/model.py)."""
-    if model.name in PERSONA_PRESETS and type(model)._arrays is Recommender._arrays:
-        pytest.xfail(f"{type(model).__name__} does not implement _arrays/_restore yet")
-
-
 @pytest.fixture(scope="module")
 def reloaded(fitted: Recommender, tmp_path_factory: pytest.TempPathFactory) -> Recommender:
-    skip_persona_without_hooks(fitted)
     return Recommender.load(fitted.save(tmp_path_factory.mktemp("artifact") / fitted.name))
 
 
