@@ -35,9 +35,11 @@ from recsys_pref.models import (  # noqa: E402
     make_model,
 )
 from recsys_pref.models.artifact import ArtifactError  # noqa: E402
+from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer, ScoreTerms, SharedSide  # noqa: E402
 from recsys_pref.onboarding import Onboarder, OnboardingConfig, OnboardingState, build_onboarder  # noqa: E402
-from recsys_pref.pipeline import PersonaPipeline  # noqa: E402
+from recsys_pref.pipeline import RECOMMENDATION_COLUMNS, PersonaPipeline  # noqa: E402
 from recsys_pref.retrieval import CandidateIndex, CertifiedConfig, IndexConfig, RetrievalConfig  # noqa: E402
+from recsys_pref.safeguards import SafeguardsConfig  # noqa: E402
 
 __all__ = [
     "ALS", "BPR", "Control", "EASE", "MODELS", "AmpCF", "ArtifactError", "Evaluation", "HeldOut", "IdMap",
@@ -47,4 +49,5 @@ __all__ = [
     "make_split", "make_synthetic",
     "CandidateIndex", "CertifiedConfig", "IndexConfig", "RetrievalConfig",
     "Onboarder", "OnboardingConfig", "OnboardingState", "build_onboarder",
+    "ControlWeights", "PersonaScorer", "RECOMMENDATION_COLUMNS", "SafeguardsConfig", "ScoreTerms", "SharedSide",
 ]

@@ -117,3 +117,18 @@ def test_states_need_one_row_per_user(pipeline):
     state = pipeline.population_state
     with pytest.raises(ValueError, match="one row per user"):
         pipeline.recommend([9998, 9999], k=3, states=state)
+
+
+def test_score_reranks_another_models_candidates(pipeline, dataset):
+    """The README's seam: implicit's ALS retrieves, the persona pipeline reranks and explains."""
+    from recsys_pref import ALS
+
+    histories = dataset.to_csr()
+    rows = np.arange(3)
+    ids, _ = ALS(factors=8, iterations=5).fit(histories).recommend(rows, histories[rows], N=20)
+    candidates = pl.DataFrame({"user_id": np.repeat(dataset.user_ids.to_external(rows), ids.shape[1]),
+                               "item_id": dataset.item_ids.to_external(ids.ravel())})
+    reranked = pipeline.score(candidates).sort(["user_id", "score"], descending=[False, True])
+    best = reranked.group_by("user_id", maintain_order=True).head(1)
+    expected = [pipeline.score(candidates.filter(pl.col("user_id") == user))["score"].max() for user in best["user_id"]]
+    np.testing.assert_allclose(best["score"].to_numpy(), expected)
