@@ -19,8 +19,10 @@ import pytest
 import scipy.sparse as sp
 
 if TYPE_CHECKING:  # imported inside the fixtures, so that the hook alone loads fast
+    from recsys_pref.data import InteractionDataset
     from recsys_pref.models import Recommender
     from recsys_pref.models.persona import PersonaConfig
+    from recsys_pref.pipeline import PersonaPipeline
 
 DATA_ENV = "RECSYS_PREF_DATA"  # recsys_pref.data.paths.DATA_ENV (test_require_data.py checks)
 REQUIRE_DATA_ENV = "RECSYS_PREF_REQUIRE_DATA"
@@ -76,6 +78,23 @@ def tiny_persona() -> PersonaConfig:
 
     return PersonaConfig(n_personas=2, n_bases=4, embedding_dim=8, hidden_dim=16, max_epochs=3, patience=2,
                          batch_size=32, progress=False)
+
+
+@pytest.fixture(scope="session")
+def dataset() -> InteractionDataset:
+    """80 users x 40 items with 2 planted personas: the small dataset the pipeline tests share
+    (a test file that needs another defines its own `dataset`)."""
+    from recsys_pref.data import make_synthetic
+
+    return make_synthetic(n_users=80, n_items=40, n_personas=2, density=0.2, seed=3)
+
+
+@pytest.fixture(scope="session")
+def pipeline(dataset: InteractionDataset, tiny_persona: PersonaConfig) -> PersonaPipeline:
+    """The tiny persona model fitted on `dataset`, as a serving pipeline."""
+    from recsys_pref.pipeline import PersonaPipeline
+
+    return PersonaPipeline.fit(dataset, tiny_persona)
 
 
 @pytest.fixture(scope="session")

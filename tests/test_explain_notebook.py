@@ -12,6 +12,7 @@ from recsys_pref.data import paths
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explanations.ipynb"
 
 
+@pytest.mark.integration
 def test_the_explanations_notebook_runs(monkeypatch):
     lacking = paths.missing_files(paths.BUNDLED_DIR / "ml-latest-small", "ml-latest-small")
     if lacking:

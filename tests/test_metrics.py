@@ -201,6 +201,7 @@ def test_dense_targets_are_rejected():
         recall_at_k(RECOMMENDED, TARGETS.toarray(), 3)
 
 
+@pytest.mark.integration
 def test_metrics_agree_with_ranx_on_a_random_fixture():
     """Independent check against ranx.
 

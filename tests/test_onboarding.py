@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from recsys_pref.bench.onboarding import ModelOracle, ProfileOracle
+from recsys_pref.onboarding.oracles import ModelOracle, ProfileOracle
 from recsys_pref.cli import main
 from recsys_pref.data.dataset import IdMap
 from recsys_pref.data.synthetic import make_synthetic
-from recsys_pref.models.persona import PersonaConfig, PersonaNetwork, PersonaRecommender, PersonaState
+from recsys_pref.models.persona import PersonaConfig, PersonaRecommender, PersonaState
+from recsys_pref.models.persona.scorer import SharedSide
 from recsys_pref.onboarding.posterior import Posterior, StateSpace
 from recsys_pref.onboarding.questions import QuestionConfig, select_question
 from recsys_pref.onboarding.session import (
@@ -55,14 +56,12 @@ def hand_built_space(rewards: np.ndarray) -> StateSpace:
     """M = 1 over identity bases (K = d = 2): item rewards are the given rows, biases 0, and a
     prior of states spread as N(0, I) over the two coefficients."""
     config = PersonaConfig.preset("amp-cf", n_personas=1, embedding_dim=2, progress=False)
-    network = PersonaNetwork(np.ones(len(rewards)), config)
-    with torch.no_grad():
-        network.item_embeddings.copy_(torch.as_tensor(rewards, dtype=torch.float32))
-        network.item_bias.zero_()
-    model = PersonaRecommender(config)
-    model.network, model.n_items = network.eval(), len(rewards)
+    shared = SharedSide(rewards, np.zeros(len(rewards)), np.eye(2), config.temperature)
     draws = np.random.default_rng(0).standard_normal((4000, 1, 2))
     prior = PersonaState(draws, np.random.default_rng(1).standard_normal((4000, 1)))
+    model = PersonaRecommender(config)
+    model.n_items = len(rewards)
+    model._set_fitted(shared, PersonaState(np.zeros((1, 1, 2)), np.zeros((1, 1))))
     return StateSpace(model, prior)
 
 

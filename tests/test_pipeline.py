@@ -8,23 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys_pref.data import UnknownIdError, make_synthetic
+from recsys_pref.data import UnknownIdError
 from recsys_pref.models.artifact import ArtifactError
-from recsys_pref.models.persona import PersonaConfig
 from recsys_pref.pipeline import RECOMMENDATION_COLUMNS, PersonaPipeline
 
-TINY = PersonaConfig(n_personas=2, n_bases=4, embedding_dim=8, hidden_dim=16, max_epochs=3, patience=2,
-                     batch_size=32, progress=False)
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    return make_synthetic(n_users=80, n_items=40, n_personas=2, density=0.2, seed=3)
-
-
-@pytest.fixture(scope="module")
-def pipeline(dataset):
-    return PersonaPipeline.fit(dataset, TINY)
 
 
 def test_recommend_returns_one_tidy_frame_in_external_ids(pipeline, dataset):
@@ -51,8 +38,8 @@ def test_scores_descend_and_persona_weights_are_attention(pipeline, dataset):
     frame = pipeline.recommend(dataset.user_ids.to_list()[:2], k=10)
     for _, group in frame.group_by("user_id"):
         assert np.all(np.diff(group.sort("rank")["score"].to_numpy()) <= 0)
-    assert frame["persona"].is_between(0, TINY.n_personas - 1).all()
-    assert frame["persona_weight"].is_between(1 / TINY.n_personas - 1e-6, 1.0).all()
+    assert frame["persona"].is_between(0, pipeline.model.config.n_personas - 1).all()
+    assert frame["persona_weight"].is_between(1 / pipeline.model.config.n_personas - 1e-6, 1.0).all()
 
 
 def test_unknown_user_without_history_is_an_error_by_default(pipeline):

@@ -24,8 +24,6 @@ PUBLIC = sorted(recsys_pref.__all__)
 KNOWN_UNDOCUMENTED = {
     "CandidateIndex.n_items",
     "CandidateIndex.stored_dim",
-    "OnboardingState.posterior",
-    "OnboardingState.to_json",
 }
 
 

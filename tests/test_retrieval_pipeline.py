@@ -13,13 +13,10 @@ import pytest
 from recsys_pref.cli import main
 from recsys_pref.data import make_synthetic, paths
 from recsys_pref.models.artifact import MANIFEST_FILE, ArtifactError, _sha256
-from recsys_pref.models.persona import PersonaConfig
 from recsys_pref.pipeline import INDEX_FILE, PersonaPipeline
 from recsys_pref.retrieval.index import IndexConfig, IndexMismatchError
 from recsys_pref.retrieval.serving import RetrievalConfig
 
-TINY = PersonaConfig(n_personas=2, n_bases=4, embedding_dim=8, hidden_dim=16, max_epochs=3, patience=2,
-                     batch_size=32, progress=False)
 THROUGH_INDEX = RetrievalConfig(min_items=1)  # every catalog goes through the index
 
 
@@ -29,8 +26,8 @@ def dataset():
 
 
 @pytest.fixture(scope="module")
-def pipeline(dataset):
-    return PersonaPipeline.fit(dataset, TINY)
+def pipeline(dataset, tiny_persona):
+    return PersonaPipeline.fit(dataset, tiny_persona)
 
 
 def through_index(pipeline: PersonaPipeline, config: RetrievalConfig = THROUGH_INDEX) -> PersonaPipeline:
@@ -76,9 +73,9 @@ def test_a_small_catalog_saves_no_index(pipeline, tmp_path):
     assert PersonaPipeline.load(tmp_path / "model").loaded_index is None
 
 
-def test_an_index_from_another_model_is_refused_on_load(pipeline, dataset, tmp_path):
+def test_an_index_from_another_model_is_refused_on_load(pipeline, dataset, tiny_persona, tmp_path):
     through_index(pipeline).save(tmp_path / "a")
-    other = PersonaPipeline.fit(dataset, replace(TINY, seed=1))
+    other = PersonaPipeline.fit(dataset, replace(tiny_persona, seed=1))
     through_index(other).save(tmp_path / "b")
     shutil.copy(tmp_path / "a" / INDEX_FILE, tmp_path / "b" / INDEX_FILE)  # the file and its
     meta_a = json.loads((tmp_path / "a" / "meta.json").read_text())       # metadata, re-hashed,

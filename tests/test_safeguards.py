@@ -13,7 +13,7 @@ from recsys_pref.cli import main
 from recsys_pref.data import make_synthetic
 from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
 from recsys_pref.core.ranking import top_k
-from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
+from recsys_pref.models.persona import PersonaRecommender
 from recsys_pref.pipeline import PersonaPipeline
 from recsys_pref.safeguards import SafeguardsConfig, load_safeguards
 from recsys_pref.evaluation.audit import homogenization_vs_ideal, persona_entropy
@@ -21,8 +21,6 @@ from recsys_pref.safeguards.exploration import least_seen_bases
 from recsys_pref.safeguards.simulator import Simulation, SimulationConfig, TrueTastes, consume
 from recsys_pref.safeguards.slate import SlateBuilder
 
-TINY = PersonaConfig(n_personas=2, n_bases=8, embedding_dim=8, hidden_dim=16, max_epochs=3, patience=2,
-                     batch_size=32, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +29,8 @@ def dataset():
 
 
 @pytest.fixture(scope="module")
-def model(dataset):
-    return PersonaRecommender(TINY).fit(dataset.to_csr()[:80])
+def model(dataset, tiny_persona):
+    return PersonaRecommender(replace(tiny_persona, n_bases=8)).fit(dataset.to_csr()[:80])
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +124,8 @@ def test_planted_tastes_need_a_synthetic_dataset(dataset):
 
 
 @pytest.fixture(scope="module")
-def pipeline(dataset):
-    return PersonaPipeline.fit(dataset, TINY)
+def pipeline(dataset, tiny_persona):
+    return PersonaPipeline.fit(dataset, replace(tiny_persona, n_bases=8))
 
 
 def test_recommend_with_safeguards_off_equals_the_plain_model(pipeline):

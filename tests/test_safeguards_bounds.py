@@ -12,8 +12,6 @@ from recsys_pref.data import make_synthetic
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
 from recsys_pref.models.state_bounds import StateBounds, bound_state, entropy
 
-TINY = PersonaConfig(n_personas=2, n_bases=4, embedding_dim=8, hidden_dim=16, max_epochs=2, patience=2,
-                     batch_size=32, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +61,14 @@ def test_bounds_reject_values_outside_zero_to_one():
         PersonaConfig(min_base_entropy=-0.1)
 
 
-def test_shrinkage_strength_zero_changes_nothing(histories):
-    plain = PersonaRecommender(TINY).fit(histories)
-    zero = PersonaRecommender(replace(TINY, state_shrinkage=0.0, min_persona_entropy=0.0)).fit(histories)
+def test_shrinkage_strength_zero_changes_nothing(histories, tiny_persona):
+    plain = PersonaRecommender(tiny_persona).fit(histories)
+    zero = PersonaRecommender(replace(tiny_persona, state_shrinkage=0.0, min_persona_entropy=0.0)).fit(histories)
     np.testing.assert_array_equal(plain.score(histories), zero.score(histories))
 
 
-def test_bounded_model_folds_users_in_within_the_bounds(histories):
-    model = PersonaRecommender(replace(TINY, state_shrinkage=0.5, min_persona_entropy=0.9)).fit(histories)
+def test_bounded_model_folds_users_in_within_the_bounds(histories, tiny_persona):
+    model = PersonaRecommender(replace(tiny_persona, state_shrinkage=0.5, min_persona_entropy=0.9)).fit(histories)
     state = model.fold_in(histories[:10])
     assert (entropy(torch.from_numpy(state.prior_logits)) >= 0.9 * math.log(2) - 1e-6).all()
-    np.testing.assert_allclose(model.score_state(state), model.score(histories[:10]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.scorer.scores(state), model.score(histories[:10]), rtol=1e-5, atol=1e-5)

@@ -3,6 +3,7 @@ audit metrics that every evaluation reports (persona entropy, Chaney's homogeniz
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,16 +12,14 @@ import scipy.sparse as sp
 from recsys_pref.bench.safeguards import NOT_MEASURABLE, SafeguardsBenchConfig, target_check
 from recsys_pref.cli import main
 from recsys_pref.data import make_split, make_synthetic, SplitConfig
-from recsys_pref.evaluation.evaluate import evaluate
+from recsys_pref.evaluation.evaluate import evaluate, recommend_held_out
 from recsys_pref.models.popularity import Popularity
-from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
+from recsys_pref.models.persona import PersonaRecommender
 from recsys_pref.safeguards import SafeguardsConfig
-from recsys_pref.evaluation.audit import ideal_slates
+from recsys_pref.evaluation.audit import homogenization_vs_ideal, ideal_slates, slate_persona_entropy
 from recsys_pref.safeguards.simulator import Simulation, SimulationConfig, TrueTastes
 from recsys_pref.safeguards.slate import SlateBuilder
 
-TINY = PersonaConfig(n_personas=2, n_bases=8, embedding_dim=8, hidden_dim=16, max_epochs=2, patience=2,
-                     batch_size=32, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +33,13 @@ def split(dataset):
 
 
 @pytest.fixture(scope="module")
-def model(split):
-    return PersonaRecommender(TINY).fit(split.train)
+def config(tiny_persona):
+    return replace(tiny_persona, n_bases=8, max_epochs=2)
+
+
+@pytest.fixture(scope="module")
+def model(split, config):
+    return PersonaRecommender(config).fit(split.train)
 
 
 def rows(off: tuple[float, float], on: tuple[float, float], metric: str = "homogenization") -> list[dict]:
@@ -59,16 +63,16 @@ def check_met(off, on):
     return target_check(rows(off, on), rounds=1)["homogenization_growth_met"]
 
 
-def test_retraining_refits_the_model_every_n_rounds_and_rebuilds_its_bases(split, model):
+def test_retraining_refits_the_model_every_n_rounds_and_rebuilds_its_bases(split, model, config):
     users = np.arange(10)
     histories = split.test.fold_in[:10]
     refits = []
 
     def refit(grown: sp.csr_matrix) -> PersonaRecommender:
         refits.append(grown.copy())
-        return PersonaRecommender(TINY).fit(sp.vstack([split.train, grown]).tocsr())
+        return PersonaRecommender(config).fit(sp.vstack([split.train, grown]).tocsr())
 
-    tastes = TrueTastes(np.random.default_rng(0).normal(size=(10, model.n_items)), model.item_embeddings)
+    tastes = TrueTastes(np.random.default_rng(0).normal(size=(10, model.n_items)), model.shared.item_embeddings)
     simulation = Simulation(SlateBuilder.for_model(model), tastes, histories, retrain=refit)
     simulation.run(SafeguardsConfig(), SimulationConfig(rounds=4, retrain_every=2))
     assert len(refits) == 2
@@ -89,10 +93,13 @@ def test_ideal_slates_hold_up_to_k_of_each_users_targets():
     assert slates[1].tolist() == [4, -1]
 
 
-def test_evaluate_reports_persona_entropy_and_chaney_homogenization_for_persona_models(split, model):
+def test_evaluate_reports_persona_entropy_and_chaney_homogenization_of_its_own_lists(split, model):
     metrics = evaluate(model, split.test, catalog=split.catalog).metrics
-    assert 0.0 <= metrics["persona_entropy@10"] <= 1.0
-    assert -1.0 <= metrics["homogenization_vs_ideal@10"] <= 1.0
+    recommended = recommend_held_out(model, split.test, 10, split.catalog)
+    expected_entropy = slate_persona_entropy(model, split.test.fold_in, recommended)
+    expected_homogenization = homogenization_vs_ideal(recommended, ideal_slates(split.test.targets, 10), 10)
+    assert metrics["persona_entropy@10"] == pytest.approx(expected_entropy)
+    assert metrics["homogenization_vs_ideal@10"] == pytest.approx(expected_homogenization)
 
 
 def test_evaluate_reports_chaney_homogenization_but_no_persona_entropy_for_other_models(split):
@@ -102,6 +109,7 @@ def test_evaluate_reports_chaney_homogenization_but_no_persona_entropy_for_other
     assert metrics["homogenization_vs_ideal@10"] > 0  # everyone gets the same list, tastes differ
 
 
+@pytest.mark.integration
 def test_bench_safeguards_sweep_quick_reports_costs_against_off(tmp_path):
     code = main(["bench", "safeguards", "--dataset", "synthetic", "--synthetic", "n_users=200",
                  "--synthetic", "n_items=80", "--out", str(tmp_path), "--quick", "--sweep"])

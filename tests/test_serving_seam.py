@@ -5,25 +5,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys_pref.data import UnknownIdError, make_synthetic
+from recsys_pref.data import UnknownIdError
 from recsys_pref.explain.control import Control
-from recsys_pref.models.persona import PersonaConfig, PersonaState
-from recsys_pref.pipeline import PersonaPipeline
+from recsys_pref.models.persona import PersonaState
 from recsys_pref.safeguards import SafeguardsConfig
 
-TINY = PersonaConfig(n_personas=2, n_bases=4, embedding_dim=8, hidden_dim=16, max_epochs=3, patience=2,
-                     batch_size=32, progress=False)
 SCORE_COLUMNS = ["user_id", "item_id", "score", "persona", "persona_label", "persona_weight", "score_share"]
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    return make_synthetic(n_users=80, n_items=40, n_personas=2, density=0.2, seed=3)
-
-
-@pytest.fixture(scope="module")
-def pipeline(dataset):
-    return PersonaPipeline.fit(dataset, TINY)
 
 
 @pytest.fixture(scope="module")

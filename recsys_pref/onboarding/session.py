@@ -91,9 +91,11 @@ class OnboardingState:
 
     @property
     def posterior(self) -> Posterior:
+        """The Laplace posterior over the state's coordinates that this session holds."""
         return Posterior(np.array(self.mean), np.array(self.covariance))
 
     def to_json(self) -> str:
+        """The session as compact JSON (read back by `OnboardingState.from_json`)."""
         return json.dumps({"version": STATE_VERSION} | asdict(self), separators=(",", ":"))
 
     @classmethod

@@ -69,6 +69,7 @@ class SafeguardsConfig:
 
     @property
     def state_bounds(self) -> StateBounds:
+        """The bounds on users' states these settings ask for (models.state_bounds)."""
         return StateBounds(self.shrinkage, self.min_persona_entropy, self.min_base_entropy)
 
     @property

@@ -84,10 +84,12 @@ class SharedSide:
 
     @property
     def n_items(self) -> int:
+        """Items in the catalog."""
         return int(self.item_bias.shape[0])
 
     @property
     def n_bases(self) -> int:
+        """K, the number of shared bases."""
         return int(self.bases.shape[0])
 
     @cached_property
