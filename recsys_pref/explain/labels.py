@@ -28,16 +28,24 @@ from recsys_pref.models.persona.state import PersonaState
 NO_LABEL = "–"
 IGNORED_TAGS = frozenset({"(no genres listed)"})
 TOP_ITEMS = 50  # items that define a base's or a persona's label
+DESCRIBE_BATCH = 256  # users whose personas are ranked at once (memory: batch x M x n_items floats)
+
+
+def catalog_tag_counts(item_tags: Sequence[Sequence[str]]) -> Counter[str]:
+    """How many items of the catalog carry each tag (the denominator of every lift)."""
+    return Counter(tag for tags in item_tags for tag in set(tags))
 
 
 def top_lift_tags(
-    item_tags: Sequence[Sequence[str]], items: np.ndarray, n_tags: int = 3, min_support: int | None = None
+    item_tags: Sequence[Sequence[str]], items: np.ndarray, n_tags: int = 3, min_support: int | None = None,
+    catalog: Counter[str] | None = None,
 ) -> list[tuple[str, float]]:
-    """The `n_tags` (tag, lift) pairs with the highest lift among `items` (indices into item_tags)."""
+    """The `n_tags` (tag, lift) pairs with the highest lift among `items` (indices into
+    item_tags); `catalog`: catalog_tag_counts(item_tags), computed here when not given."""
     items = np.asarray(items, dtype=np.int64)
     if items.size == 0:
         return []
-    catalog = Counter(tag for tags in item_tags for tag in set(tags))
+    catalog = catalog_tag_counts(item_tags) if catalog is None else catalog
     chosen = Counter(tag for item in items for tag in set(item_tags[item]))
     n_catalog, n_chosen = len(item_tags), len(items)
     if min_support is None:
@@ -50,9 +58,10 @@ def top_lift_tags(
     return sorted(lifts, key=lambda pair: (-pair[1], pair[0]))[:n_tags]
 
 
-def label(item_tags: Sequence[Sequence[str]], items: np.ndarray, n_tags: int = 2) -> str:
+def label(item_tags: Sequence[Sequence[str]], items: np.ndarray, n_tags: int = 2,
+          catalog: Counter[str] | None = None) -> str:
     """A short label such as "Film-Noir & Mystery" ("–" when no tag has support)."""
-    tags = top_lift_tags(item_tags, items, n_tags)
+    tags = top_lift_tags(item_tags, items, n_tags, catalog=catalog)
     return " & ".join(tag for tag, _ in tags) if tags else NO_LABEL
 
 
@@ -117,9 +126,10 @@ def base_labels(
         raise ValueError(f"{len(item_tags)} items have tags but the eligibility mask covers {len(eligible)}")
     rewards = scorer.shared.rewards.T  # (K, n_items)
     top, bottom = _top(rewards, eligible, n_top), _top(-rewards, eligible, n_top)
+    catalog = catalog_tag_counts(item_tags)
     return [
-        BaseLabel(k, label(item_tags, top[k]), top_lift_tags(item_tags, top[k]), top[k, :n_exemplars].tolist(),
-                  label(item_tags, bottom[k]))
+        BaseLabel(k, label(item_tags, top[k], catalog=catalog), top_lift_tags(item_tags, top[k], catalog=catalog),
+                  top[k, :n_exemplars].tolist(), label(item_tags, bottom[k], catalog=catalog))
         for k in range(rewards.shape[0])
     ]
 
@@ -150,11 +160,14 @@ def describe_personas(
     `bases` (from base_labels) adds the strongest bases' labels. This is the one labelling of
     personas: the pipeline, `explain`, onboarding and the demo all name personas through it."""
     strengths = base_strengths(scorer, state, eligible)  # (n, M, K)
+    catalog = catalog_tag_counts(item_tags)
     described = []
     for user in range(len(state)):
-        terms = scorer.terms(PersonaState(state.coefficients[user : user + 1], state.prior_logits[user : user + 1]))
-        own_ranking = terms.rho[0] + terms.bias  # (M, n_items): rho_um(i) + b_i, the persona alone
-        top = _top(own_ranking, eligible, n_top)
+        if user % DESCRIBE_BATCH == 0:  # each persona's own ranking rho_um(i) + b_i, a block of users at a time
+            block = slice(user, user + DESCRIBE_BATCH)
+            tops = _top(scorer.persona_scores(PersonaState(state.coefficients[block], state.prior_logits[block])),
+                        eligible, n_top)  # (B, M, n_top)
+        top = tops[user % DESCRIBE_BATCH]
         personas = []
         for m in range(state.coefficients.shape[1]):
             strongest = np.argsort(-np.abs(strengths[user, m]), kind="stable")[:n_bases]
@@ -163,7 +176,7 @@ def describe_personas(
                 for k in strongest
             ]
             personas.append(PersonaDescription(
-                m, label(item_tags, top[m]), top[m].tolist(),
+                m, label(item_tags, top[m], catalog=catalog), top[m].tolist(),
                 [(int(k), float(strengths[user, m, k]), name) for k, name in zip(strongest, pole)],
             ))
         described.append(personas)

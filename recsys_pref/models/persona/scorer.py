@@ -202,6 +202,14 @@ class PersonaScorer:
                   for _, coefficients, logits, item_rewards, item_bias in self._blocks(state, items, control)]
         return torch.cat(blocks).numpy()
 
+    def persona_scores(self, state: PersonaState, control: ControlWeights | None = None) -> np.ndarray:
+        """rho_um(i) + b_i for every item: (n, M, n_items), each persona's own ranking (the score
+        if that persona alone held the attention; labels and descriptions use it). Callers
+        bound n: the result holds n x M x n_items floats."""
+        coefficients, _ = self._effective(state, control)
+        rho = persona_rewards(torch.from_numpy(coefficients), torch.from_numpy(self.shared.rewards))
+        return (rho + torch.from_numpy(self.shared.item_bias)).numpy()
+
     def top_k(self, state: PersonaState, k: int, exclude: sp.csr_matrix | None = None,
               control: ControlWeights | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every item scored, the top k per user: ids (n, k) int64 and scores (n, k) float32,
