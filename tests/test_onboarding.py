@@ -289,3 +289,15 @@ def test_a_state_showing_items_outside_the_catalog_is_rejected(model, synthetic)
     state.questions.append([0, 10_000])
     with pytest.raises(ValueError, match="outside this model's catalog"):
         onboarder.next_question(state)
+
+
+def test_the_posteriors_scores_are_the_scorers(model, synthetic):
+    """Onboarding differentiates the score in float64; its values are the one scorer's."""
+    space = onboarder_for(model, synthetic).space
+    z = torch.from_numpy(np.random.default_rng(0).standard_normal((3, space.rank)))
+    scores, attention = space.scores_at(z)
+    for row in range(3):
+        state = space.persona_state(z[row].numpy())
+        terms = model.scorer.terms(state)
+        np.testing.assert_allclose(scores[row].numpy(), terms.scores[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(attention[row].numpy(), terms.attention[0], rtol=1e-5, atol=1e-5)
