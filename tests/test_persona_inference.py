@@ -90,20 +90,21 @@ def test_gradient_of_the_objective_is_zero_at_the_solution(n_personas: int) -> N
         assert gradient.abs().max().item() < 2e-3
 
 
-def test_em_never_increases_the_objective() -> None:
+@pytest.mark.parametrize("cg_steps", [0, 2])
+def test_em_never_increases_the_objective(cg_steps: int) -> None:
     history, rewards = random_history(n_users=12), random_rewards()
+    config = InferenceSettings(3, regularization=2.0, alpha=3.0, em_iterations=12, responsibility_scale=4.0,
+                               cg_steps=cg_steps)
+    table = torch.from_numpy(rewards)
+    [(rows, chunk)] = list(inference.history_chunks(history, config.alpha, torch.float64))
     values = []
-    for steps in range(12):  # EM is deterministic: em_iterations = t gives the t-th iterate
-        config = settings(3, em_iterations=steps)
-        state = infer_states(history, rewards, config, dtype=torch.float64)
-        with torch.no_grad():
-            values.append([float(objective(torch.from_numpy(state[0][row]).double(),
-                                           torch.from_numpy(state[1][row]).double(), torch.from_numpy(rewards),
-                                           history.indices[history.indptr[row] : history.indptr[row + 1]],
-                                           history.data[history.indptr[row] : history.indptr[row + 1]], config))
-                           for row in range(history.shape[0])])
-    values = np.array(values)  # (steps, users)
-    assert (np.diff(values, axis=0) <= 1e-4 * np.abs(values[1:])).all()
+    for coefficients, log_weights in inference.em_iterates(table, table.T @ table, chunk, config):
+        values.append([float(objective(coefficients[row], log_weights[row], table,
+                                       history.indices[history.indptr[user] : history.indptr[user + 1]],
+                                       history.data[history.indptr[user] : history.indptr[user + 1]], config))
+                       for row, user in enumerate(rows)])
+    values = np.array(values)  # (M-steps, users)
+    assert (np.diff(values, axis=0) <= 1e-9 * np.abs(values[1:])).all()
     assert (values[-1] < values[0] - 1e-3).any()  # and it does move
 
 

@@ -217,8 +217,8 @@ class PersonaModel(PersonaRecommender):
         {"n_personas": 3},
         {"n_personas": 4},
         {"temperature": 1.0},
-        {"responsibility_scale": 3.0},
-        {"responsibility_scale": 30.0},
+        {"responsibility_scale": 10.0},
+        {"responsibility_scale": 1.0},
         {"n_bases": 32, "embedding_dim": 32},
         {"regularization": 30.0, "alpha": 10.0},
     ]
