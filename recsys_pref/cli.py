@@ -1,4 +1,11 @@
-"""The `recsys-pref` command line: demo, fit, recommend, evaluate and bench."""
+"""The `recsys-pref` command line: demo, fit, recommend, evaluate and bench.
+
+Input is validated at this boundary: numbers by their argparse types (a usage error, exit 2,
+before anything loads), files and configurations by the loaders they go through; `main` turns
+every error those raise into one line on stderr and exit status 2, never a traceback (set
+RECSYS_PREF_TRACEBACK=1 to see one). Heavy modules (polars, torch, lightning, faiss, implicit)
+are imported inside the command handlers, so `--help` and usage errors return at once.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +15,32 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
+from recsys_pref.bench.results import SUITES
 
-from recsys_pref.bench.results import SUITES, write_result
+TRACEBACK_ENV = "RECSYS_PREF_TRACEBACK"
+#: --out of `recommend`: suffix -> format
+FRAME_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}
+PRINTED_ROWS = 100  # rows `recommend` prints without --out before saying how many more there are
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _frame_path(text: str) -> Path:
+    """An argparse type: an output file whose suffix names a format of FRAME_FORMATS."""
+    path = Path(text)
+    if path.suffix.lower() not in FRAME_FORMATS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no known extension; use one of {', '.join(FRAME_FORMATS)}")
+    return path
 
 
 def _add_dataset_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -47,16 +77,31 @@ def _load(args: argparse.Namespace):
 
 def _key_value(text: str) -> tuple[str, Any]:
     """KEY=VALUE with VALUE parsed as a YAML scalar (so 512 is an int and 0.5 a float)."""
+    import yaml
+
     key, separator, value = text.partition("=")
     if not separator or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"the value of {key} is not a YAML scalar: {value!r}") from None
+
+
+def _load_trainable(args: argparse.Namespace):
+    """`_load`, refusing a dataset too small to train on before any training starts."""
+    from recsys_pref.data import check_trainable
+
+    dataset = _load(args)
+    check_trainable(dataset)
+    return dataset
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from recsys_pref.bench import run_suite
+    from recsys_pref.bench.results import write_result
 
-    dataset = _load(args)
+    dataset = _load_trainable(args)
     print(dataset.summary())
     result = run_suite(args.suite, dataset, quick=args.quick, models=args.models, seeds=args.seeds,
                        budget=args.budget, overrides=dict(args.overrides), sweep=args.sweep)
@@ -78,7 +123,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     name, params = load_model_config(args.config)
     if name not in PRESETS:
         raise ValueError(f"`fit` saves persona models ({', '.join(PRESETS)}); {args.config} configures {name!r}")
-    dataset = _load(args)
+    dataset = _load_trainable(args)
     print(dataset.summary())
     pipeline = PersonaPipeline.fit(dataset, PersonaConfig.preset(name, **(params | {"progress": True})))
     pipeline.save(args.out)
@@ -115,23 +160,44 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         from recsys_pref.safeguards import load_safeguards
 
         safeguards = load_safeguards(args.safeguards)
-    frame = pipeline.recommend(users, k=args.k, unknown_users=args.unknown_users, safeguards=safeguards)
+    frame = pipeline.recommend(users, k=args.k, unknown_users=args.unknown_users, safeguards=safeguards,
+                               filter_seen=args.filter_seen)
     if args.out is None:
-        print(frame)
+        _print_frame(frame)
     else:
         _write_frame(frame, args.out)
         print(f"wrote {frame.height} recommendations for {len(users)} users to {args.out}")
     return 0
 
 
+def _print_frame(frame) -> None:
+    """Every column, and the first PRINTED_ROWS rows with a line saying how many are hidden."""
+    import polars as pl
+
+    shown = min(frame.height, PRINTED_ROWS)
+    with pl.Config(tbl_rows=shown, tbl_cols=-1, tbl_width_chars=250, fmt_str_lengths=60,
+                   fmt_table_cell_list_len=5, tbl_hide_dataframe_shape=True):
+        print(frame.head(shown))
+    if frame.height > shown:
+        print(f"{frame.height - shown} more rows not shown ({frame.height} in all); "
+              "write them all with --out FILE.csv|.parquet|.json")
+
+
 def _write_frame(frame, path: Path) -> None:
-    """Parquet for .parquet, else CSV, through a temporary file and a rename: an interrupted
-    run leaves any previous file intact and never half a file."""
+    """By suffix (FRAME_FORMATS): Parquet, CSV (lists joined by ";") or JSON (an array of row
+    objects), through a temporary file and a rename: an interrupted run leaves any previous file
+    intact and never half a file."""
+    kind = FRAME_FORMATS[path.suffix.lower()]
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
-        frame.write_parquet(temporary) if path.suffix == ".parquet" else _flat(frame).write_csv(temporary)
+        if kind == "parquet":
+            frame.write_parquet(temporary)
+        elif kind == "json":
+            frame.write_json(temporary)
+        else:
+            _flat(frame).write_csv(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -177,15 +243,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from recsys_pref.evaluation.tuning import build_model
 
     name, params = load_model_config(args.config)
-    dataset = _load(args)
+    dataset = _load_trainable(args)
     protocol = args.protocol or ("fixed" if dataset.fixed_test is not None else "strong")
     split = make_split(dataset, SplitConfig(protocol=protocol, seed=args.seed))
     model = build_model(name, params, args.seed).fit(split.train)
     result = evaluate(model, split.test, catalog=split.catalog, recall_denominator=split.recall_denominator,
                       progress=True)
     print(f"{name} on {dataset.name} ({protocol}, seed {args.seed}, {len(split.test)} test users)")
-    print(markdown_table([{"model": name} | result.metrics]))
+    print(markdown_table(metric_rows(result.metrics), ["metric", "value"]))
     return 0
+
+
+def metric_rows(metrics: dict[str, float]) -> list[dict[str, Any]]:
+    """One row per metric, for a table read down rather than across; counts ("n_...") as integers."""
+    return [{"metric": name, "value": int(value) if name.startswith("n_") else value} for name, value in metrics.items()]
 
 
 def _cmd_onboard(args: argparse.Namespace) -> int:
@@ -219,8 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     recommend = commands.add_parser("recommend", help="top-k recommendations with personas for users of a saved model")
     recommend.add_argument("--model", type=Path, required=True, help="artifact directory written by `fit`")
     recommend.add_argument("--users", type=Path, required=True, help="CSV/Parquet with user_id, or one id per line")
-    recommend.add_argument("--k", type=int, default=10)
-    recommend.add_argument("--out", type=Path, default=None, help=".parquet or .csv (default: print)")
+    recommend.add_argument("--k", type=_positive_int, default=10, help="recommendations per user (capped at the catalog)")
+    recommend.add_argument("--out", type=_frame_path, default=None,
+                           help=".parquet, .csv or .json (default: print the first 100 rows, every column)")
+    recommend.add_argument("--filter-seen", choices=("all", "positives", "none"), default="all",
+                           help="items never recommended: all the user interacted with (default), "
+                                "only their positives, or none")
     recommend.add_argument("--unknown-users", choices=("error", "population"), default="error",
                            help="users without history: an error, or the population prior's recommendations")
     recommend.add_argument("--safeguards", default=None, metavar="PRESET|YAML",
@@ -245,8 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     onboard.add_argument("--model", type=Path, required=True, help="artifact directory written by `fit`")
     onboard.add_argument("--question-type", choices=("choice", "pair"), default="choice",
                          help="choice: which of a few do you like most, or none; pair: which of two")
-    onboard.add_argument("--questions", type=int, default=10, help="questions to ask (default 10)")
-    onboard.add_argument("--k", type=int, default=10, help="recommendations to show")
+    onboard.add_argument("--questions", type=_positive_int, default=10, help="questions to ask (default 10)")
+    onboard.add_argument("--k", type=_positive_int, default=10, help="recommendations to show")
     onboard.add_argument("--state-out", type=Path, default=None, help="save the final onboarding state (JSON)")
     onboard.set_defaults(handler=_cmd_onboard)
 
@@ -257,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a reduced run for tests")
     bench.add_argument("--models", nargs="+", default=None,
                        help="models to include (default: the suite's own list); safeguards: the presets to run")
-    bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3, or 1 with --quick)")
-    bench.add_argument("--budget", type=int, default=None,
+    bench.add_argument("--seeds", type=_positive_int, default=None,
+                       help="number of seeds (default: 3, or 1 with --quick)")
+    bench.add_argument("--budget", type=_positive_int, default=None,
                        help="configurations tried per model (default: 8, or 2 with --quick)")
     bench.add_argument("--set", dest="overrides", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="fix a hyperparameter for every model that has it, e.g. --set accelerator=gpu")
@@ -269,13 +345,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors that bad input raises (ArtifactError, ConfigError, OnboardingError and
+#: DatasetNotFoundError are ValueErrors; UnknownIdError is a KeyError; TypeError: values of the
+#: wrong type, e.g. generator arguments for a dataset that takes none; OSError: files that cannot
+#: be read or written).
+INPUT_ERRORS = (ValueError, KeyError, TypeError, NotImplementedError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad input ends with one line on stderr and exit status 2, Ctrl-C with 130."""
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, KeyError, NotImplementedError) as error:  # ArtifactError is a ValueError
-        print(f"recsys-pref {args.command}: error: {error}", file=sys.stderr)
+    except INPUT_ERRORS as error:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        message = str(error).strip() or type(error).__name__
+        print(f"recsys-pref {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"recsys-pref {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

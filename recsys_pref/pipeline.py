@@ -6,7 +6,12 @@ Every recommendation goes through the same stages (DESIGN.md, "One serving pipel
 
 - states: known users (their training history), new users folded in from a `history` frame, or
   states given directly (an onboarding session's); users without any get the population prior
-  when `unknown_users="population"`.
+  when `unknown_users="population"`. A known user none of whose ratings is a positive (all
+  below the dataset's threshold) is still known: their positive history is empty, so their
+  state is the population prior, and their rated items are still filtered as seen.
+- seen items: `filter_seen="all"` (the default) never returns an item the user interacted with,
+  whatever the rating (every training row, kept in `seen`, plus any `history` rows);
+  "positives" filters only the positives the state was folded in from; "none" filters nothing.
 - candidates: the retriever's top items per user (retrieval.serving: exhaustive scoring, or the
   certified FAISS index for large catalogs), under the user's control weights (mute/boost).
 - rerankers: the echo-chamber safeguards (bounded states, calibration, exploration;
@@ -30,7 +35,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys_pref.data.dataset import IdMap, InteractionDataset, UnknownIdError
+from recsys_pref.data.dataset import IdMap, InteractionDataset, UnknownIdError, check_trainable
 from recsys_pref.explain.control import Control
 from recsys_pref.explain.explainer import Explainer, ItemExplanation
 from recsys_pref.explain.labels import PersonaDescription
@@ -43,6 +48,8 @@ from recsys_pref.safeguards.config import SafeguardsConfig
 from recsys_pref.safeguards.slate import SlateBuilder
 
 UnknownUsers = Literal["error", "population"]
+FilterSeen = Literal["all", "positives", "none"]
+FILTER_SEEN = ("all", "positives", "none")
 ARTIFACT_KIND = "persona-pipeline"
 INDEX_FILE = "index.faiss"  # the candidate index inside the artifact directory
 MODEL_PREFIX = "model."  # the model's own arrays inside the pipeline's artifact
@@ -67,10 +74,13 @@ RECOMMENDATION_COLUMNS: dict[str, str] = {
 @dataclass(frozen=True)
 class UserBatch:
     """Users being served: ids (external), histories (n, n_items) what each is known to have
-    liked (training rows plus any `history` given), state their persona states."""
+    liked (training positives plus any `history` given), seen (n, n_items) everything each
+    interacted with (every training row, any rating, plus any `history`), state their persona
+    states."""
 
     ids: list[Any]
     histories: sp.csr_matrix
+    seen: sp.csr_matrix
     state: PersonaState
 
 
@@ -89,13 +99,16 @@ class Slate:
 @dataclass
 class PersonaPipeline:
     """model: a fitted PersonaRecommender; histories: (n_users, n_items) training positives of
-    the known users, rows in `user_ids` order; population_state: the mean training state."""
+    the known users, rows in `user_ids` order; seen: (n_users, n_items) every interaction of the
+    known users, whatever the rating (what filter_seen="all" excludes); population_state: the
+    mean training state."""
 
     model: PersonaRecommender
     user_ids: IdMap
     item_ids: IdMap
     items: pl.DataFrame
     histories: sp.csr_matrix
+    seen: sp.csr_matrix
     population_state: PersonaState
     dataset_name: str
     retrieval: RetrievalConfig = RetrievalConfig()  # how candidates are found (retrieval.serving); read once
@@ -104,20 +117,28 @@ class PersonaPipeline:
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def fit(cls, dataset: InteractionDataset, config: PersonaConfig | None = None) -> "PersonaPipeline":
-        """Train the persona model on all of `dataset`'s positives."""
+        """Train the persona model on all of `dataset`'s positives; every interaction (any
+        rating) is kept as seen. A dataset with fewer than 2 users or 2 items with positives is
+        refused before training (data.dataset.check_trainable)."""
+        check_trainable(dataset)
         histories = dataset.to_csr()
         model = PersonaRecommender(config or PersonaConfig()).fit(histories)
-        return cls.from_model(model, dataset, histories)
+        return cls.from_model(model, dataset, histories, dataset.to_csr(dataset.interactions))
 
     @classmethod
     def from_model(
-        cls, model: PersonaRecommender, dataset: InteractionDataset, histories: sp.csr_matrix
+        cls, model: PersonaRecommender, dataset: InteractionDataset, histories: sp.csr_matrix,
+        seen: sp.csr_matrix | None = None,
     ) -> "PersonaPipeline":
-        """Wrap a model fitted on `histories` (rows = dataset users, columns = dataset items).
+        """Wrap a model fitted on `histories` (rows = dataset users, columns = dataset items);
+        `seen`: every interaction of those users, any rating (default: `histories` itself, e.g.
+        for a split's training rows, whose held-out users are served through `history`).
         The population prior is the mean state of the users with a history, folded in
         FOLD_IN_BATCH users at a time so memory stays bounded whatever the number of users."""
-        if histories.shape != (dataset.n_users, dataset.n_items):
-            raise ValueError(f"histories have shape {histories.shape}, the dataset {dataset.n_users, dataset.n_items}")
+        seen = histories if seen is None else sp.csr_matrix(seen, dtype=np.float32)
+        for name, matrix in (("histories", histories), ("seen", seen)):
+            if matrix.shape != (dataset.n_users, dataset.n_items):
+                raise ValueError(f"{name} have shape {matrix.shape}, the dataset {dataset.n_users, dataset.n_items}")
         active = np.flatnonzero(np.diff(histories.indptr) > 0)
         if not len(active):
             raise ValueError("no user has a positive interaction: nothing to build a population prior from")
@@ -129,7 +150,8 @@ class PersonaPipeline:
             logit_sum += states.prior_logits.sum(axis=0)
         population = PersonaState((coefficient_sum / len(active)).reshape(1, model.config.n_personas, -1),
                                   (logit_sum / len(active))[None])
-        return cls(model, dataset.user_ids, dataset.item_ids, dataset.items, histories, population, dataset.name)
+        return cls(model, dataset.user_ids, dataset.item_ids, dataset.items, histories, seen, population,
+                   dataset.name)
 
     # -- users' states ---------------------------------------------------------------------
     def user_batch(
@@ -145,28 +167,32 @@ class PersonaPipeline:
             pl.Series(ids, dtype=self._user_dtype())
         except (TypeError, OverflowError, pl.exceptions.PolarsError) as error:
             raise TypeError(f"user ids must be {self._user_dtype()} like the model's, got {ids[:5]!r}") from error
-        histories, empty = self._histories(ids, history, unknown_users if states is None else "population")
+        histories, seen, empty = self._histories(ids, history, unknown_users if states is None else "population")
         if states is not None:
             if not isinstance(states, PersonaState) or len(states) != len(ids):
                 raise ValueError(f"states must be a PersonaState with one row per user ({len(ids)}), "
                                  f"got {type(states).__name__} of {len(states) if isinstance(states, PersonaState) else '?'}")
-            return UserBatch(ids, histories, states)
-        return UserBatch(ids, histories, self._fold_in(histories, empty))
+            return UserBatch(ids, histories, seen, states)
+        return UserBatch(ids, histories, seen, self._fold_in(histories, empty))
 
     def _histories(
         self, users: list[Any], history: pl.DataFrame | None, unknown_users: UnknownUsers
-    ) -> tuple[sp.csr_matrix, np.ndarray]:
-        """(n, n_items) histories of `users` and a mask of users with no history at all."""
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+        """(n, n_items) positive histories and seen items of `users`, and a mask of users with no
+        positive history (they get the population prior). A user is unknown when the model has
+        no row for them and `history` gives none: an error unless unknown_users="population"."""
         if unknown_users not in ("error", "population"):
             raise ValueError(f"unknown_users must be 'error' or 'population', got {unknown_users!r}")
         if not users:
             raise ValueError("no users given")
-        rows = sp.lil_matrix((len(users), len(self.item_ids)), dtype=np.float32)
-        for position, user in enumerate(users):
-            if user in self.user_ids:
-                known_row = self.histories[self.user_ids.to_index(user)[0]]
-                rows[position, known_row.indices] = 1.0
-        matrix = rows.tocsr()
+        known = np.array([user in self.user_ids for user in users], bool)
+        rows = np.zeros(len(users), np.int64)
+        if known.any():
+            rows[known] = self.user_ids.to_index([user for user, flag in zip(users, known) if flag])
+        selector = sp.csr_matrix((np.ones(int(known.sum()), np.float32), (np.flatnonzero(known), rows[known])),
+                                 shape=(len(users), len(self.user_ids)))
+        matrix = (selector @ self.histories).minimum(1.0).tocsr()  # (n, n_items): known users' rows, others empty
+        seen = (selector @ self.seen).minimum(1.0).tocsr()
         if history is not None and history.height:
             missing = {"user_id", "item_id"} - set(history.columns)
             if missing:
@@ -181,15 +207,17 @@ class PersonaPipeline:
                 shape=matrix.shape,
             )
             matrix = (matrix + extra).minimum(1.0).tocsr()
+            seen = (seen + extra).minimum(1.0).tocsr()
+            known |= np.diff(extra.indptr) > 0
         empty = np.diff(matrix.indptr) == 0
-        if empty.any() and unknown_users == "error":
-            unknown = [users[i] for i in np.flatnonzero(empty)]
+        if not known.all() and unknown_users == "error":
+            unknown = [users[i] for i in np.flatnonzero(~known)]
             shown = ", ".join(repr(user) for user in unknown[:5])
             raise UnknownIdError(
                 f"no history for user(s) {shown}: pass their interactions as `history`, or "
                 "unknown_users='population' to serve the population prior"
             )
-        return matrix, empty
+        return matrix, seen, empty
 
     def _fold_in(self, histories: sp.csr_matrix, empty: np.ndarray) -> PersonaState:
         """Folded-in states; users with an empty history get the population prior."""
@@ -209,7 +237,7 @@ class PersonaPipeline:
         *,
         history: pl.DataFrame | None = None,
         unknown_users: UnknownUsers = "error",
-        filter_seen: bool = True,
+        filter_seen: FilterSeen = "all",
         control: Control | None = None,
         safeguards: SafeguardsConfig | None = None,
         states: PersonaState | None = None,
@@ -219,25 +247,29 @@ class PersonaPipeline:
         history: extra (user_id, item_id) rows, folded in (new users, or known users' recent
         items); states: one state per user to serve as given (an onboarding session's);
         control: mute or boost personas and bases (explain.control); safeguards: the
-        echo-chamber rerankers (safeguards.config), combinable with control. Seen items are
-        never returned unless filter_seen=False: a user with fewer than k unseen items gets
-        fewer rows."""
+        echo-chamber rerankers (safeguards.config), combinable with control.
+        filter_seen: "all" (default) excludes every item the user interacted with, whatever
+        the rating; "positives" only their positives; "none" nothing. A user with fewer than k
+        unfiltered items gets fewer rows; k above the catalog size is capped at it."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k must be a whole number, got {k!r}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if filter_seen not in FILTER_SEEN:
+            raise ValueError(f"filter_seen must be one of {', '.join(map(repr, FILTER_SEEN))}, got {filter_seen!r}")
         batch = self.user_batch(users, history, unknown_users, states)
         described = self.explainer.describe(batch.state)
         weights = self.explainer.control_weights(batch.state, control, described)
-        slate = self._rank(batch, int(k), filter_seen, weights, safeguards)
+        slate = self._rank(batch, min(int(k), len(self.item_ids)), filter_seen, weights, safeguards)
         return self._frame(batch, slate, weights, described)
 
     def _rank(
-        self, batch: UserBatch, k: int, filter_seen: bool, weights: ControlWeights | None,
+        self, batch: UserBatch, k: int, filter_seen: FilterSeen, weights: ControlWeights | None,
         safeguards: SafeguardsConfig | None,
     ) -> Slate:
         """Candidates from the retriever, then the safeguards' reranking when any is on."""
-        exclude = batch.histories if filter_seen else sp.csr_matrix(batch.histories.shape, dtype=np.float32)
+        exclude = {"all": batch.seen, "positives": batch.histories,
+                   "none": sp.csr_matrix(batch.histories.shape, dtype=np.float32)}[filter_seen]
         if safeguards is None or not safeguards.active:
             ids, scores = self.retriever.top_k(batch.state, k, exclude, weights)
             return Slate(ids, scores, np.zeros(ids.shape, bool), batch.state)
@@ -432,7 +464,7 @@ class PersonaPipeline:
         (`Recommender.artifact_meta`) beside the ids, item metadata, training histories, the
         population prior and the candidate index (safetensors and JSON, no pickle)."""
         arrays = {f"{MODEL_PREFIX}{name}": value for name, value in self.model._arrays().items()}
-        arrays |= csr_arrays("histories", self.histories) | {
+        arrays |= csr_arrays("histories", self.histories) | csr_arrays("seen", self.seen) | {
             "population.coefficients": self.population_state.coefficients,
             "population.prior_logits": self.population_state.prior_logits,
         }
@@ -460,6 +492,7 @@ class PersonaPipeline:
             model = PersonaRecommender.from_artifact(stored["kind"], model_arrays, stored, str(directory))
             user_ids, item_ids = IdMap(np.array(meta["user_ids"]), "user"), IdMap(np.array(meta["item_ids"]), "item")
             histories = csr_from_arrays(arrays, "histories", (len(user_ids), len(item_ids)))
+            seen = csr_from_arrays(arrays, "seen", (len(user_ids), len(item_ids)))
             population = PersonaState(arrays["population.coefficients"], arrays["population.prior_logits"])
             items = pl.DataFrame(meta["items"]) if meta["items"] else pl.DataFrame({"item_id": meta["item_ids"]})
             retrieval = meta.get("retrieval") or {}
@@ -476,7 +509,7 @@ class PersonaPipeline:
             shared = model.shared
             index = CandidateIndex.from_bytes(artifact.files[INDEX_FILE], retrieval.get("index") or {},
                                               shared.item_embeddings, shared.item_bias)
-        return cls(model, user_ids, item_ids, items, histories, population, dataset_name,
+        return cls(model, user_ids, item_ids, items, histories, seen, population, dataset_name,
                    retrieval_config_from_dict(retrieval.get("config") or {}), index)
 
 

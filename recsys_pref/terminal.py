@@ -2,7 +2,8 @@
 
 Each question lists its titles (with genres) numbered from 1; the user types the number of
 the chosen title, `=` (no preference for a pair, none of these for a choice question), `?`
-(don't know) or `q` (stop early). After the last question it prints the recommendations with
+(don't know) or `q` (stop early; the end of input, Ctrl-D, does the same). Ctrl-C stops at once
+and offers to save the state. After the last question it prints the recommendations with
 the persona each one satisfies, and the user's persona mix in words.
 """
 from __future__ import annotations
@@ -53,43 +54,90 @@ def mix_in_words(onboarder: Onboarder, state: OnboardingState) -> str:
     return ", ".join(f"{share:.0%} {name}" for name, share in onboarder.persona_mix(state))
 
 
-def run_flow(
-    onboarder: Onboarder, k: int, read: Callable[[str], str] = input, write: Callable[[str], None] = print
-) -> OnboardingState:
-    """Ask until the onboarding is finished (or `q`), then print recommendations and the mix."""
-    state = onboarder.start()
+def ask(onboarder: Onboarder, state: OnboardingState, read: Callable[[str], str] = input,
+        write: Callable[[str], None] = print) -> None:
+    """Ask until the onboarding is finished, `q` or the end of input (which stops the same way:
+    the answers so far count). Ctrl-C (KeyboardInterrupt) propagates at once; the pending
+    question is dropped first, so `state` stays a valid state to save."""
     question_type = onboarder.config.questions.question_type
+    heading = "Which of these two do you prefer?" if question_type == "pair" else \
+        "Which one of these do you like most (or none)?"
+    prompt = PROMPT.format(equal="no preference" if question_type == "pair" else "none")
     while not state.finished:
         items = onboarder.next_question_indices(state)
-        heading = "Which of these two do you prefer?" if question_type == "pair" else \
-            "Which one of these do you like most (or none)?"
         write(f"\nQuestion {len(state.questions)} of {state.max_questions}: {heading}")
         for number, item in enumerate(items, start=1):
             write(f"  {number}. {describe_item(onboarder, item)}")
         reply = None
-        while reply is None:
-            reply = parse_reply(read(PROMPT.format(equal="no preference" if question_type == "pair" else "none")),
-                                items, question_type)
-            if reply is None:
-                write(f"  please type a number from 1 to {len(items)}, =, ? or q")
-        if reply == "quit":
+        try:
+            while reply is None:
+                reply = parse_reply(read(prompt), items, question_type)
+                if reply is None:
+                    write(f"  please type a number from 1 to {len(items)}, =, ? or q")
+        except EOFError:
+            reply = "quit"
+            write("\n(end of input: stopping here)")
+        except KeyboardInterrupt:
             state.questions.pop()  # the pending question was not answered
-            break
+            raise
+        if reply == "quit":
+            state.questions.pop()
+            return
         onboarder.answer_index(state, reply)
+
+
+def show_results(onboarder: Onboarder, state: OnboardingState, k: int, write: Callable[[str], None] = print) -> None:
+    """The recommendations at the state, with the persona each satisfies, and the persona mix."""
     write(f"\nYour recommendations after {len(state.answers)} answers:")
     for row in onboarder.recommend(state, k).iter_rows(named=True):
         write(f"  {row['rank']:>2}. {row['title']}  — for your {row['persona_label']} side "
               f"(persona {row['persona']}, weight {row['persona_weight']:.2f})")
     write(f"\nYour taste mix: {mix_in_words(onboarder, state)}")
+
+
+def run_flow(
+    onboarder: Onboarder, k: int, read: Callable[[str], str] = input, write: Callable[[str], None] = print,
+    state: OnboardingState | None = None,
+) -> OnboardingState:
+    """Ask (see `ask`), then print recommendations and the mix; returns the state."""
+    state = onboarder.start() if state is None else state
+    ask(onboarder, state, read, write)
+    show_results(onboarder, state, k, write)
     return state
+
+
+def offer_to_save(state: OnboardingState, state_out: Path | None, read: Callable[[str], str] = input,
+                  write: Callable[[str], None] = print) -> None:
+    """After Ctrl-C: save the state to `state_out`, or ask for a path (Enter, end of input or
+    another Ctrl-C: do not save)."""
+    if state_out is None:
+        try:
+            answer = read(f"save the state of your {len(state.answers)} answers? file path (Enter: no): ").strip()
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if not answer:
+            write("not saved")
+            return
+        state_out = Path(answer)
+    atomic_write_text(Path(state_out), state.to_json())
+    write(f"saved the onboarding state to {state_out}")
 
 
 def onboard_command(model_dir: Path, question_type: str, questions: int, k: int, state_out: Path | None) -> int:
     """The `onboard` subcommand: load, run the flow on one thread (small tensors; extra threads
-    only add synchronisation), optionally save the final state as JSON."""
+    only add synchronisation), optionally save the final state as JSON. Ctrl-C stops at once,
+    offers to save the state and exits with 130."""
     torch.set_num_threads(1)
     config = OnboardingConfig(QuestionConfig(question_type=question_type), max_questions=questions)
-    state = run_flow(load_onboarder(model_dir, config), k)
+    onboarder = load_onboarder(model_dir, config)
+    state = onboarder.start()
+    try:
+        ask(onboarder, state)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {len(state.answers)} answers")
+        offer_to_save(state, state_out)
+        return 130
+    show_results(onboarder, state, k)
     if state_out is not None:
         atomic_write_text(Path(state_out), state.to_json())
         print(f"saved the onboarding state to {state_out}")

@@ -334,6 +334,7 @@ def test_download_checks_sha256_and_unpacks(tmp_path: Path, monkeypatch: pytest.
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     monkeypatch.delenv(paths.OFFLINE_ENV)
     monkeypatch.setitem(paths.ARCHIVES, "ml-100k", paths.Archive(archive.as_uri(), digest))
+    (tmp_path / "empty").mkdir()
     dataset = load_dataset("ml-100k", data_dir=tmp_path / "empty")
     assert dataset.interactions.height == 2 and dataset.items["genres"].to_list() == [["Action"]]
     cache = paths.user_cache_dir()

@@ -90,7 +90,7 @@ def test_an_onboarding_state_is_served_like_any_other(pipeline, dataset):
     known = dataset.user_ids.to_list()[5]
     folded = pipeline.user_batch([known]).state
     given = pipeline.recommend([9999], k=5, states=PersonaState(folded.coefficients, folded.prior_logits))
-    plain = pipeline.recommend([known], k=5, filter_seen=False)
+    plain = pipeline.recommend([known], k=5, filter_seen="none")
     assert given["item_id"].to_list() == plain["item_id"].to_list()
     assert given["user_id"].to_list() == [9999] * 5
 

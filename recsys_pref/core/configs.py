@@ -28,6 +28,17 @@ def config_from_dict(config_class: type[Config], values: Mapping[str, Any]) -> C
     Raises ConfigError naming unknown fields, values of the wrong type, and values the
     dataclass itself rejects.
     """
+    checked = checked_fields(config_class, values)
+    try:
+        return config_class(**checked)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{config_class.__name__}: {error}") from error
+
+
+def checked_fields(config_class: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` checked field by field against `config_class`'s annotations (converted as
+    `config_from_dict` does) without building the config, for callers that build it their own
+    way (a persona preset); raises ConfigError naming unknown fields and wrong types."""
     name = config_class.__name__
     if not isinstance(values, Mapping):
         raise ConfigError(f"{name} must be a mapping of field names to values, got {type(values).__name__}")
@@ -36,11 +47,7 @@ def config_from_dict(config_class: type[Config], values: Mapping[str, Any]) -> C
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"{name} has no field(s) {', '.join(map(str, unknown))}; valid: {', '.join(known)}")
-    checked = {key: _checked(value, hints[key], f"{name}.{key}") for key, value in values.items()}
-    try:
-        return config_class(**checked)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{name}: {error}") from error
+    return {key: _checked(value, hints[key], f"{name}.{key}") for key, value in values.items()}
 
 
 def _checked(value: Any, annotation: Any, where: str) -> Any:

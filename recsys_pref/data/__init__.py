@@ -1,5 +1,5 @@
 """Datasets (named, from files or frames, synthetic with planted personas) and evaluation splits."""
-from recsys_pref.data.dataset import IdMap, InteractionDataset, UnknownIdError
+from recsys_pref.data.dataset import IdMap, InteractionDataset, UnknownIdError, UntrainableDatasetError, check_trainable
 from recsys_pref.data.loaders import (
     DATASET_DEFAULT,
     DATASET_NAMES,
@@ -23,6 +23,8 @@ __all__ = [
     "SplitConfig",
     "SyntheticTruth",
     "UnknownIdError",
+    "UntrainableDatasetError",
+    "check_trainable",
     "find_dataset_dir",
     "from_frame",
     "load_dataset",

@@ -125,3 +125,21 @@ class InteractionDataset:
             f"{self.name}: {self.n_users:,} users x {self.n_items:,} items, {n_rows:,} interactions "
             f"({density:.2%} dense), {positives:,} positives{split}"
         )
+
+
+class UntrainableDatasetError(ValueError):
+    """A dataset too small to learn anything from (fewer than 2 users or 2 items with positives)."""
+
+
+def check_trainable(dataset: InteractionDataset) -> None:
+    """Refuse, before any training starts, a dataset whose positives cover fewer than 2 users or
+    fewer than 2 items: a model fitted on it can rank nothing (training would run its epochs and
+    return empty tables)."""
+    positives = dataset.positives()
+    n_users, n_items = positives["user_id"].n_unique(), positives["item_id"].n_unique()
+    if n_users < 2 or n_items < 2:
+        threshold = "" if dataset.positive_threshold is None else f" (rating >= {dataset.positive_threshold:g})"
+        raise UntrainableDatasetError(
+            f"{dataset.name}: its positives{threshold} cover {n_users} user(s) and {n_items} item(s); "
+            "training needs at least 2 users and 2 items with positive interactions"
+        )

@@ -20,6 +20,7 @@ Named datasets (`DATASET_NAMES`) have fixed file formats; their column options a
 """
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from dataclasses import replace
@@ -74,6 +75,8 @@ def load_dataset(
         and None (every row a positive) for gowalla, synthetic and files.
     synthetic_kwargs: arguments of `make_synthetic`, for "synthetic" only.
     """
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise DatasetNotFoundError(f"data directory {data_dir} does not exist (or is not a directory)")
     if isinstance(name_or_path, str) and name_or_path in DATASET_NAMES:
         dataset = _load_named(name_or_path, data_dir, synthetic_kwargs)
         if positive_threshold is DATASET_DEFAULT:
@@ -167,6 +170,10 @@ def read_table(path: Path, id_columns: tuple[str, ...] = ()) -> pl.DataFrame:
 
 def _load_named(name: str, data_dir: str | os.PathLike | None, synthetic_kwargs: dict[str, Any]) -> InteractionDataset:
     if name == "synthetic":
+        valid = list(inspect.signature(make_synthetic).parameters)
+        unknown = sorted(set(synthetic_kwargs) - set(valid))
+        if unknown:
+            raise TypeError(f"make_synthetic has no argument(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
         return make_synthetic(**synthetic_kwargs)
     _reject_synthetic_kwargs(name, synthetic_kwargs)
     return _NAMED_LOADERS[name](find_dataset_dir(name, data_dir))

@@ -117,6 +117,15 @@ def _check_arguments(
     n_users: int, n_items: int, n_personas: int, density: float, dim: int,
     personas_per_user: int, temperature: float, item_noise: float,
 ) -> None:
+    whole = {"n_users": n_users, "n_items": n_items, "n_personas": n_personas, "dim": dim,
+             "personas_per_user": personas_per_user}
+    real = {"density": density, "temperature": temperature, "item_noise": item_noise}
+    wrong = [f"{name} must be a whole number, got {value!r}" for name, value in whole.items()
+             if isinstance(value, bool) or not isinstance(value, (int, np.integer))]
+    wrong += [f"{name} must be a number, got {value!r}" for name, value in real.items()
+              if isinstance(value, bool) or not isinstance(value, (int, float, np.number))]
+    if wrong:
+        raise ValueError("make_synthetic: " + "; ".join(wrong))
     problems = []
     if n_users < 1:
         problems.append(f"n_users must be >= 1, got {n_users}")

@@ -18,7 +18,7 @@ know" means every shown item is unknown).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -100,25 +100,72 @@ class OnboardingState:
 
     @classmethod
     def from_json(cls, text: str) -> "OnboardingState":
-        """Parse `to_json`'s output; raises ValueError naming what is wrong."""
+        """Parse `to_json`'s output; raises ValueError naming what is wrong. Every field is
+        checked here, once: types, a finite symmetric positive-definite covariance of the
+        mean's size, and answers that fit their questions (an item shown, or "none" / "tie" /
+        "unknown" as the question type allows)."""
         try:
             data = json.loads(text)
-            if not isinstance(data, dict):
-                raise TypeError(f"expected a JSON object, got {type(data).__name__}")
-            version = data.pop("version")
-            state = cls(**data)
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"not an onboarding state: {error}") from error
+        if not isinstance(data, dict):
+            raise ValueError(f"not an onboarding state: expected a JSON object, got {type(data).__name__}")
+        version = data.pop("version", None)
         if version != STATE_VERSION:
-            raise ValueError(f"onboarding state version {version} is not {STATE_VERSION}")
-        if not np.isfinite(np.asarray(state.mean, dtype=float)).all():
-            raise ValueError("onboarding state mean must be finite numbers")
-        rank = len(state.mean)
-        if np.shape(state.covariance) != (rank, rank) or not np.isfinite(state.covariance).all():
-            raise ValueError(f"onboarding state covariance must be finite ({rank}, {rank})")
-        if len(state.answers) > len(state.questions):
-            raise ValueError("onboarding state has more answers than questions")
+            raise ValueError(f"onboarding state version {version!r} is not {STATE_VERSION}")
+        names = [item.name for item in fields(cls)]
+        unknown, missing = sorted(set(data) - set(names)), [name for name in names[:4] if name not in data]
+        if unknown or missing:
+            raise ValueError(f"not an onboarding state: unknown field(s) {unknown}, missing field(s) {missing}")
+        state = cls(**data)
+        state._check_fields()
         return state
+
+    def _check_fields(self) -> None:
+        """ValueError naming the first field of the wrong type or value (see from_json)."""
+        if self.question_type not in ("choice", "pair"):
+            raise ValueError(f"onboarding state question_type must be 'choice' or 'pair', got {self.question_type!r}")
+        for name in ("max_questions", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or (name == "max_questions" and value < 1):
+                raise ValueError(f"onboarding state {name} must be a whole number{' >= 1' if name == 'max_questions' else ''}, "
+                                 f"got {value!r}")
+        mean, covariance = _numbers(self.mean, "mean", 1), _numbers(self.covariance, "covariance", 2)
+        rank = len(mean)
+        if covariance.shape != (rank, rank):
+            raise ValueError(f"onboarding state covariance must be ({rank}, {rank}) like the mean, got {covariance.shape}")
+        if not np.allclose(covariance, covariance.T, atol=1e-8) or (rank and np.linalg.eigvalsh(covariance).min() <= 0):
+            raise ValueError("onboarding state covariance must be symmetric positive-definite")
+        if not isinstance(self.questions, list) or not all(
+                isinstance(items, list) and len(items) >= 2 and all(_is_index(item) for item in items)
+                for items in self.questions):
+            raise ValueError("onboarding state questions must be lists of at least 2 item indices (whole numbers >= 0)")
+        if self.question_type == "pair" and any(len(items) != 2 for items in self.questions):
+            raise ValueError("onboarding state of pair questions has a question without exactly 2 items")
+        if not isinstance(self.answers, list) or len(self.answers) > len(self.questions):
+            raise ValueError("onboarding state answers must be a list, no longer than its questions")
+        words = {"choice": ("none", "unknown"), "pair": ("tie", "unknown")}[self.question_type]
+        for number, (items, answer) in enumerate(zip(self.questions, self.answers), start=1):
+            if not (answer in words if isinstance(answer, str) else _is_index(answer) and answer in items):
+                raise ValueError(f"onboarding state answer {number} is {answer!r}: not one of the items shown "
+                                 f"{items} nor one of {', '.join(map(repr, words))}")
+
+
+def _numbers(values: Any, name: str, ndim: int) -> np.ndarray:
+    """`values` as a finite float array of `ndim` dimensions, or ValueError naming the field."""
+    try:
+        array = np.array(values, dtype=float)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim != ndim or not np.isfinite(array).all():
+        shape = "a list" if ndim == 1 else "a list of lists"
+        raise ValueError(f"onboarding state {name} must be {shape} of finite numbers, got {str(values)[:60]}")
+    return array
+
+
+def _is_index(value: Any) -> bool:
+    """A whole number >= 0 (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def observations(state: OnboardingState) -> list[Observation]:
@@ -219,6 +266,8 @@ class Onboarder:
         if state.finished:
             raise OnboardingError(f"onboarding is finished: all {state.max_questions} questions are answered")
         known, unknown = known_and_unknown(state)
+        if state.answers and state.answers[-1] == "unknown":  # never show a "don't know" item again at once
+            unknown = unknown | set(state.questions[-1])
         rng = np.random.default_rng([state.seed, len(state.questions)])
         question = select_question(
             self.space, state.posterior, self.pool, {frozenset(items) for items in state.questions},
