@@ -15,9 +15,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recsys_pref.bench.results import BenchResult
+from recsys_pref.bench.scale import best_seconds
+from recsys_pref.core.metrics import ndcg_at_k, recall_at_k
 from recsys_pref.data.dataset import InteractionDataset
 from recsys_pref.data.splits import Split, SplitConfig, make_split
 from recsys_pref.data.synthetic import SyntheticTruth
@@ -226,3 +229,110 @@ def run_accuracy(dataset: InteractionDataset, config: AccuracyBenchConfig, progr
         columns=(TABLE_COLUMNS if protocol != "fixed" else FIXED_SPLIT_COLUMNS)
         + [column for column in OPTIONAL_COLUMNS if any(column in row for row in rows)],
     )
+
+
+# -- issue 11: where personas earn their place, and the encoder against the exact solve ---------
+QUINTILE_PERSONAS = (1, 2, 3)
+QUINTILE_COLUMNS = ["model", "n_personas", "quintile", "diversity_low", "diversity_high", "users", "ndcg@100",
+                    "recall@20"]
+INFERENCE_COLUMNS = ["model", "inference", "ndcg@10", "ndcg@100", "recall@20", "coverage@10", "fit_s",
+                     "fold_in_users_per_s", "state_bytes"]
+
+
+def history_diversity(fold_in: sp.csr_matrix, item_categories: np.ndarray | None,
+                      item_embeddings: np.ndarray) -> tuple[np.ndarray, str]:
+    """Diversity of each held-out user's fold-in history (n,) and what it measures.
+
+    With item categories (n_items, C), row-normalised: the entropy (nats) of the history's
+    category mix, the weight-averaged rows. Else the spread of the history in factor space:
+    1 - |mean of the unit item embeddings| (0 when every item points the same way, near 1
+    when they point every way)."""
+    weights = sp.csr_matrix(fold_in, dtype=np.float64)
+    totals = np.maximum(np.asarray(weights.sum(axis=1)).ravel(), 1e-12)[:, None]
+    if item_categories is not None and item_categories.any():
+        mix = (weights @ item_categories) / totals  # (n, C)
+        mix = mix / np.maximum(mix.sum(axis=1, keepdims=True), 1e-12)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -np.nansum(np.where(mix > 0, mix * np.log(mix), 0.0), axis=1), "entropy of the history's genres (nats)"
+    unit = item_embeddings / np.maximum(np.linalg.norm(item_embeddings, axis=1, keepdims=True), 1e-12)
+    mean = (weights @ unit) / totals
+    return 1 - np.linalg.norm(mean, axis=1), "spread of the history in factor space (1 - |mean unit embedding|)"
+
+
+def quintile_rows(model_name: str, n_personas: int, diversity: np.ndarray, ndcg: np.ndarray, recall: np.ndarray
+                  ) -> list[dict[str, Any]]:
+    """One row per quintile of `diversity` (n,), by rank (equal-sized groups, ties broken by
+    user order), with the mean per-user NDCG@100 and Recall@20 in it."""
+    ranks = np.empty(len(diversity), np.int64)
+    ranks[np.argsort(diversity, kind="stable")] = np.arange(len(diversity))
+    bins = ranks * 5 // max(len(diversity), 1)
+    return [{"model": model_name, "n_personas": n_personas, "quintile": q + 1,
+             "diversity_low": float(diversity[bins == q].min()), "diversity_high": float(diversity[bins == q].max()),
+             "users": float((bins == q).sum()),
+             "ndcg@100": float(np.nanmean(ndcg[bins == q])), "recall@20": float(np.nanmean(recall[bins == q]))}
+            for q in range(5)]
+
+
+def run_diversity_quintiles(dataset: InteractionDataset, config: AccuracyBenchConfig,
+                            personas: tuple[int, ...] = QUINTILE_PERSONAS, progress: bool = True) -> BenchResult:
+    """The persona model (default configuration, overrides applied) at M in `personas`, fitted on
+    each seed's training matrix and evaluated on its test users, split into quintiles by the
+    diversity of their fold-in history (`history_diversity`). One row per (M, quintile): mean
+    over seeds with its standard deviation (key + "_std"); plus one row per M over all users
+    (quintile 0) with coverage@10 and calibration KL@10 where item genres exist."""
+    protocol = _protocol(dataset, config)
+    categories = _item_categories(dataset)
+    per_key: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    description = ""
+    with tqdm(total=len(config.seeds) * len(personas), desc=f"diversity quintiles on {dataset.name}",
+              disable=not progress) as bar:
+        for seed in config.seeds:
+            split = make_split(dataset, SplitConfig(protocol=protocol, seed=seed))
+            for n_personas in personas:
+                model = build_model("persona", config.overrides | {"n_personas": n_personas}, seed).fit(split.train)
+                result = evaluate(model, split.test, catalog=split.catalog, recall_denominator=split.recall_denominator,
+                                  item_categories=categories)
+                diversity, description = history_diversity(split.test.fold_in, categories,
+                                                           model.shared.item_embeddings)
+                ndcg = ndcg_at_k(result.recommended, split.test.targets, 100)
+                recall = recall_at_k(result.recommended, split.test.targets, 20, split.recall_denominator)
+                overall = {key: value for key, value in result.metrics.items()
+                           if key in ("ndcg@100", "recall@20", "coverage@10", "calibration_kl@10")}
+                per_key.setdefault((n_personas, 0), []).append(overall | {"users": float(len(split.test))})
+                for row in quintile_rows("persona", n_personas, diversity, ndcg, recall):
+                    per_key.setdefault((n_personas, row["quintile"]), []).append(row)
+                bar.update()
+    rows = [aggregate("persona", values) | {"n_personas": n_personas, "quintile": quintile}
+            for (n_personas, quintile), values in sorted(per_key.items(), key=lambda item: (item[0][1], item[0][0]))]
+    return BenchResult(suite="accuracy", dataset=dataset.name, protocol=f"{protocol}, test users by history diversity",
+                       config=asdict(config) | {"personas": list(personas), "diversity": description,
+                                                "dataset_summary": dataset.summary()},
+                       rows=rows, columns=QUINTILE_COLUMNS + ["coverage@10", "calibration_kl@10"])
+
+
+def run_inference_comparison(dataset: InteractionDataset, config: AccuracyBenchConfig, repeats: int = 3,
+                             progress: bool = True) -> BenchResult:
+    """The persona model's exact inference against its amortized encoder over the same shared
+    side (the same ALS fit: same data and seed), default configuration with the overrides: per
+    seed both fitted on the training matrix and evaluated on the test users; fold-in speed is
+    the best of `repeats` passes over the test users' histories. One row per inference."""
+    protocol = _protocol(dataset, config)
+    per_inference: dict[str, list[dict[str, Any]]] = {}
+    with tqdm(total=2 * len(config.seeds), desc=f"exact vs encoder on {dataset.name}", disable=not progress) as bar:
+        for seed in config.seeds:
+            split = make_split(dataset, SplitConfig(protocol=protocol, seed=seed))
+            for inference in ("exact", "encoder"):
+                model = build_model("persona", config.overrides | {"inference": inference, "progress": False}, seed)
+                started = time.perf_counter()
+                model.fit(split.train)
+                fit_s = time.perf_counter() - started
+                result = evaluate(model, split.test, catalog=split.catalog, recall_denominator=split.recall_denominator)
+                fold_in = best_seconds(lambda: model.fold_in(split.test.fold_in), repeats)
+                per_inference.setdefault(inference, []).append(
+                    result.metrics | {"fit_s": fit_s, "fold_in_users_per_s": len(split.test) / fold_in,
+                                      "state_bytes": float(model.state_bytes)})
+                bar.update()
+    rows = [aggregate("persona", values) | {"inference": inference} for inference, values in per_inference.items()]
+    return BenchResult(suite="accuracy", dataset=dataset.name, protocol=f"{protocol}, exact vs encoder",
+                       config=asdict(config) | {"repeats": repeats, "dataset_summary": dataset.summary()},
+                       rows=rows, columns=INFERENCE_COLUMNS)
