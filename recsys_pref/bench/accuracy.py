@@ -300,7 +300,9 @@ def run_diversity_quintiles(dataset: InteractionDataset, config: AccuracyBenchCo
                            if key in ("ndcg@100", "recall@20", "coverage@10", "calibration_kl@10")}
                 per_key.setdefault((n_personas, 0), []).append(overall | {"users": float(len(split.test))})
                 for row in quintile_rows("persona", n_personas, diversity, ndcg, recall):
-                    per_key.setdefault((n_personas, row["quintile"]), []).append(row)
+                    labels = ("model", "n_personas", "quintile")  # row labels, not metrics to average
+                    per_key.setdefault((n_personas, row["quintile"]), []).append(
+                        {key: value for key, value in row.items() if key not in labels})
                 bar.update()
     rows = [aggregate("persona", values) | {"n_personas": n_personas, "quintile": quintile}
             for (n_personas, quintile), values in sorted(per_key.items(), key=lambda item: (item[0][1], item[0][0]))]
