@@ -497,13 +497,12 @@ class PersonaPipeline:
             items = pl.DataFrame(meta["items"]) if meta["items"] else pl.DataFrame({"item_id": meta["item_ids"]})
             retrieval = meta.get("retrieval") or {}
             dataset_name = meta["dataset"]
-        except (KeyError, TypeError, ValueError) as error:
+            _check_loaded(model, items, histories, seen, population, retrieval)
+        except (KeyError, TypeError, ValueError, pl.exceptions.PolarsError) as error:
             if isinstance(error, ArtifactError):
                 raise
-            raise ArtifactError(f"artifact at {directory} does not match this version of recsys_pref: {error}") from error
-        if model.n_items != len(item_ids) or histories.shape[1] != model.n_items:
-            raise ArtifactError(f"artifact at {directory} is inconsistent: the model has {model.n_items} items, "
-                                f"the id map {len(item_ids)}")
+            raise ArtifactError(f"artifact at {directory} does not match this version of recsys_pref: "
+                                f"{type(error).__name__}: {error}") from error
         index = None
         if INDEX_FILE in artifact.files:  # refused (IndexMismatchError) unless built from this model's items
             shared = model.shared
@@ -511,6 +510,30 @@ class PersonaPipeline:
                                               shared.item_embeddings, shared.item_bias)
         return cls(model, user_ids, item_ids, items, histories, seen, population, dataset_name,
                    retrieval_config_from_dict(retrieval.get("config") or {}), index)
+
+
+def _check_loaded(
+    model: PersonaRecommender, items: pl.DataFrame, histories: sp.csr_matrix, seen: sp.csr_matrix,
+    population: PersonaState, retrieval: Any,
+) -> None:
+    """ValueError unless a loaded artifact's parts agree: one item count everywhere (model,
+    shared side, id map, metadata), one user count (histories, seen), the population state of
+    shape (1, M, K), and the retrieval metadata a mapping."""
+    shared, n_items = model.shared, model.n_items
+    counts = {"item embeddings": shared.item_embeddings.shape[0], "item biases": shared.item_bias.shape[0],
+              "item metadata rows": items.height, "histories' columns": histories.shape[1],
+              "seen items' columns": seen.shape[1]}
+    wrong = {name: count for name, count in counts.items() if count != n_items}
+    if wrong:
+        raise ValueError(f"the model has {n_items} items but " + ", ".join(f"{name} {n}" for name, n in wrong.items()))
+    if histories.shape != seen.shape:
+        raise ValueError(f"histories {histories.shape} and seen items {seen.shape} differ")
+    expected = (1, model.config.n_personas, shared.n_bases)
+    if population.coefficients.shape != expected or population.prior_logits.shape != expected[:2]:
+        raise ValueError(f"population state has shapes {population.coefficients.shape} and "
+                         f"{population.prior_logits.shape}, expected {expected} and {expected[:2]}")
+    if not isinstance(retrieval, dict):
+        raise ValueError(f"retrieval metadata must be a mapping, got {type(retrieval).__name__}")
 
 
 def _user_list(users: pl.DataFrame | pl.Series | Sequence[Any]) -> list[Any]:

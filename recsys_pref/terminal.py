@@ -54,11 +54,12 @@ def mix_in_words(onboarder: Onboarder, state: OnboardingState) -> str:
     return ", ".join(f"{share:.0%} {name}" for name, share in onboarder.persona_mix(state))
 
 
-def ask(onboarder: Onboarder, state: OnboardingState, read: Callable[[str], str] = input,
-        write: Callable[[str], None] = print) -> None:
+def ask(onboarder: Onboarder, state: OnboardingState, read: Callable[[str], str] | None = None,
+        write: Callable[[str], None] | None = None) -> None:
     """Ask until the onboarding is finished, `q` or the end of input (which stops the same way:
     the answers so far count). Ctrl-C (KeyboardInterrupt) propagates at once; the pending
     question is dropped first, so `state` stays a valid state to save."""
+    read, write = read or input, write or print
     question_type = onboarder.config.questions.question_type
     heading = "Which of these two do you prefer?" if question_type == "pair" else \
         "Which one of these do you like most (or none)?"
@@ -86,8 +87,9 @@ def ask(onboarder: Onboarder, state: OnboardingState, read: Callable[[str], str]
         onboarder.answer_index(state, reply)
 
 
-def show_results(onboarder: Onboarder, state: OnboardingState, k: int, write: Callable[[str], None] = print) -> None:
+def show_results(onboarder: Onboarder, state: OnboardingState, k: int, write: Callable[[str], None] | None = None) -> None:
     """The recommendations at the state, with the persona each satisfies, and the persona mix."""
+    write = write or print
     write(f"\nYour recommendations after {len(state.answers)} answers:")
     for row in onboarder.recommend(state, k).iter_rows(named=True):
         write(f"  {row['rank']:>2}. {row['title']}  — for your {row['persona_label']} side "
@@ -96,20 +98,22 @@ def show_results(onboarder: Onboarder, state: OnboardingState, k: int, write: Ca
 
 
 def run_flow(
-    onboarder: Onboarder, k: int, read: Callable[[str], str] = input, write: Callable[[str], None] = print,
+    onboarder: Onboarder, k: int, read: Callable[[str], str] | None = None, write: Callable[[str], None] | None = None,
     state: OnboardingState | None = None,
 ) -> OnboardingState:
     """Ask (see `ask`), then print recommendations and the mix; returns the state."""
+    read, write = read or input, write or print
     state = onboarder.start() if state is None else state
     ask(onboarder, state, read, write)
     show_results(onboarder, state, k, write)
     return state
 
 
-def offer_to_save(state: OnboardingState, state_out: Path | None, read: Callable[[str], str] = input,
-                  write: Callable[[str], None] = print) -> None:
+def offer_to_save(state: OnboardingState, state_out: Path | None, read: Callable[[str], str] | None = None,
+                  write: Callable[[str], None] | None = None) -> None:
     """After Ctrl-C: save the state to `state_out`, or ask for a path (Enter, end of input or
     another Ctrl-C: do not save)."""
+    read, write = read or input, write or print
     if state_out is None:
         try:
             answer = read(f"save the state of your {len(state.answers)} answers? file path (Enter: no): ").strip()

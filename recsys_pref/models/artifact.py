@@ -150,17 +150,16 @@ def load_artifact(directory: Path, expected_kind: str | None = None) -> Artifact
     missing = [name for name in (ARRAYS_FILE, META_FILE, MANIFEST_FILE) if not (directory / name).is_file()]
     if missing:
         raise ArtifactError(f"model artifact {directory} is incomplete: missing {', '.join(missing)}")
-    try:
-        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ArtifactError(f"{directory / MANIFEST_FILE} is not valid JSON: {error}") from error
+    manifest = _json_object(directory / MANIFEST_FILE)
+    if not all(isinstance(value, str) for value in manifest.values()):
+        raise ArtifactError(f"{directory / MANIFEST_FILE} must map file names to sha256 strings")
     extra = [name for name in manifest if name not in (ARRAYS_FILE, META_FILE)]
     for name in (ARRAYS_FILE, META_FILE, *extra):
         if not (directory / name).is_file() or Path(name).name != name:
             raise ArtifactError(f"model artifact {directory} is incomplete: missing {name} (listed in {MANIFEST_FILE})")
         if manifest.get(name) != _sha256(directory / name):
             raise ArtifactError(f"model artifact {directory} is corrupted: {name} does not match its hash in {MANIFEST_FILE}")
-    document = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+    document = _json_object(directory / META_FILE)
     stored_format = document.get("format_version")
     if stored_format != FORMAT_VERSION:
         newer = isinstance(stored_format, int) and stored_format > FORMAT_VERSION
@@ -171,12 +170,27 @@ def load_artifact(directory: Path, expected_kind: str | None = None) -> Artifact
         )
     if expected_kind is not None and document.get("kind") != expected_kind:
         raise ArtifactError(f"artifact at {directory} holds a {document.get('kind')!r} model, not {expected_kind!r}")
+    for key, expected in (("kind", str), ("library_version", str), ("meta", dict)):
+        if not isinstance(document.get(key), expected):
+            raise ArtifactError(f"{directory / META_FILE}: {key!r} must be a JSON {expected.__name__}, "
+                                f"got {type(document.get(key)).__name__}")
     try:
         arrays = load_file(str(directory / ARRAYS_FILE))
     except SafetensorError as error:
         raise ArtifactError(f"cannot read {directory / ARRAYS_FILE}: {error}") from error
     files = {name: (directory / name).read_bytes() for name in extra}
     return Artifact(document["kind"], arrays, document["meta"], document["library_version"], files)
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; ArtifactError when it is not valid JSON or not an object."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ArtifactError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise ArtifactError(f"{path} must hold a JSON object, got {type(document).__name__}")
+    return document
 
 
 def csr_arrays(name: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
