@@ -7,8 +7,9 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recsys_pref.models.persona import PersonaState
-from recsys_pref.retrieval.certified import CertifiedConfig, SharedSide, certified_top_k, exhaustive_top_k
+from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer, SharedSide
+from recsys_pref.models.persona.state import PersonaState
+from recsys_pref.retrieval.certified import CertifiedConfig, certified_top_k
 from recsys_pref.retrieval.index import CandidateIndex, IndexConfig, IndexMismatchError
 
 
@@ -28,48 +29,63 @@ def random_case(seed: int, n_items: int, n_personas: int, coarse: bool, exclude_
     catalog = SharedSide(embeddings, bias, draw(k_bases, d), float(rng.choice([0.1, 1.0, 5.0])))
     state = PersonaState(draw(n_users, n_personas, k_bases), draw(n_users, n_personas))
     exclude = sp.csr_matrix(rng.random((n_users, n_items)) < exclude_share)
-    return catalog, state, exclude
+    return PersonaScorer(catalog), state, exclude
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: Every supported index kind, at sizes a 16..80-item catalog can train (PQ: 16 codes per sub-vector).
+FACTORIES = ["Flat", "ExactIVF4", "ExactIVF1", "HNSW8", "IVF2,Flat", "IVF2,PQ8x4fs"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
-    n_items=st.integers(1, 60),
-    n_personas=st.integers(1, 3),
+    factory=st.sampled_from(FACTORIES),
+    n_items=st.integers(16, 80),
+    n_personas=st.integers(1, 4),
     k=st.integers(1, 12),
     candidates=st.integers(1, 8),
     coarse=st.booleans(),
     exclude_share=st.sampled_from([0.0, 0.2, 0.9]),
+    mute=st.booleans(),
 )
-def test_certified_top_k_equals_exhaustive_scoring(seed, n_items, n_personas, k, candidates, coarse, exclude_share):
-    catalog, state, exclude = random_case(seed, n_items, n_personas, coarse, exclude_share)
-    index = CandidateIndex.build(catalog.item_embeddings, catalog.item_bias, IndexConfig(factory="Flat"))
-    config = CertifiedConfig(candidates=candidates, max_candidates=max(candidates, 16))
-    result = certified_top_k(index, catalog, state, k, exclude, config)
-    expected_ids, expected_scores = exhaustive_top_k(catalog, state, k, exclude)
-    np.testing.assert_array_equal(result.ids, expected_ids)
-    np.testing.assert_allclose(result.scores, expected_scores, rtol=1e-5, atol=1e-5)
+def test_every_exact_answer_equals_exhaustive_scoring_for_every_index_kind(
+        seed, factory, n_items, n_personas, k, candidates, coarse, exclude_share, mute):
+    scorer, state, exclude = random_case(seed, n_items, n_personas, coarse, exclude_share)
+    weights = np.ones(n_personas)
+    weights[0] = 0.0 if mute and n_personas > 1 else 1.0
+    weights[1:] = np.random.default_rng(seed).choice([0.5, 1.0, 2.0], n_personas - 1)
+    control = ControlWeights(persona_weights=weights)
+    index = CandidateIndex.build(scorer.shared.item_embeddings, scorer.shared.item_bias,
+                                 IndexConfig(factory=factory, probe_share=0.5, ef_search=4),
+                                 scorer.queries(state).reshape(-1, scorer.shared.item_embeddings.shape[1]))
+    config = CertifiedConfig(candidates=candidates, max_candidates=max(candidates, 16), first_cells=1, first_candidates=candidates)
+    result = certified_top_k(index, scorer, state, k, exclude, config, control)
+    expected_ids, expected_scores = scorer.top_k(state, k, exclude, control)
+    exact = result.exact
+    np.testing.assert_array_equal(result.ids[exact], expected_ids[exact])
+    np.testing.assert_allclose(result.scores[exact], expected_scores[exact], rtol=1e-5, atol=1e-5)
+    assert exact.all() if index.exact else not result.certified.any()
 
 
 def test_excluded_items_are_never_returned():
-    catalog, state, _ = random_case(1, 40, 2, coarse=False, exclude_share=0)
-    exhaustive_ids, _ = exhaustive_top_k(catalog, state, 5)
+    scorer, state, _ = random_case(1, 40, 2, coarse=False, exclude_share=0)
+    exhaustive_ids, _ = scorer.top_k(state, 5)
     exclude = sp.csr_matrix((np.ones(exhaustive_ids.size), (np.repeat(np.arange(len(state)), 5), exhaustive_ids.ravel())),
                             shape=(len(state), 40))
-    index = CandidateIndex.build(catalog.item_embeddings, catalog.item_bias)
-    result = certified_top_k(index, catalog, state, 5, exclude)
+    index = CandidateIndex.build(scorer.shared.item_embeddings, scorer.shared.item_bias)
+    result = certified_top_k(index, scorer, state, 5, exclude)
     for returned, excluded in zip(result.ids, exhaustive_ids):
         assert not np.isin(returned, excluded).any()
 
 
 def test_users_that_fail_the_certificate_fall_back_to_exhaustive_scoring():
-    catalog, state, exclude = random_case(2, 300, 3, coarse=False, exclude_share=0.1)
-    index = CandidateIndex.build(catalog.item_embeddings, catalog.item_bias)
-    result = certified_top_k(index, catalog, state, 20, exclude, CertifiedConfig(candidates=1, max_candidates=2))
+    scorer, state, exclude = random_case(2, 300, 3, coarse=False, exclude_share=0.1)
+    index = CandidateIndex.build(scorer.shared.item_embeddings, scorer.shared.item_bias)
+    result = certified_top_k(index, scorer, state, 20, exclude, CertifiedConfig(candidates=1, max_candidates=2))
     assert result.fallback.any()
     assert not (result.fallback & result.certified).any()
-    assert (result.scored[result.fallback] >= catalog.n_items).all()
-    np.testing.assert_array_equal(result.ids, exhaustive_top_k(catalog, state, 20, exclude)[0])
+    assert (result.scored[result.fallback] >= scorer.shared.n_items).all()
+    np.testing.assert_array_equal(result.ids, scorer.top_k(state, 20, exclude)[0])
 
 
 def test_a_catalog_scored_through_the_bound_rescores_fewer_items_than_it_holds():
@@ -77,7 +93,7 @@ def test_a_catalog_scored_through_the_bound_rescores_fewer_items_than_it_holds()
     catalog = SharedSide(rng.standard_normal((5000, 8)), rng.standard_normal(5000), rng.standard_normal((4, 8)), 1.0)
     state = PersonaState(rng.standard_normal((20, 2, 4)), np.zeros((20, 2)))
     index = CandidateIndex.build(catalog.item_embeddings, catalog.item_bias)
-    result = certified_top_k(index, catalog, state, 10)
+    result = certified_top_k(index, PersonaScorer(catalog), state, 10)
     assert result.certified_share == 1.0
     assert result.scored.max() < catalog.n_items / 10
 
@@ -139,13 +155,13 @@ def test_an_unknown_factory_string_is_rejected():
 
 
 def test_exclusions_of_the_wrong_shape_are_rejected():
-    catalog, state, _ = random_case(7, 20, 2, coarse=False, exclude_share=0)
-    index = CandidateIndex.build(catalog.item_embeddings, catalog.item_bias)
+    scorer, state, _ = random_case(7, 20, 2, coarse=False, exclude_share=0)
+    index = CandidateIndex.build(scorer.shared.item_embeddings, scorer.shared.item_bias)
     with pytest.raises(ValueError, match="exclude has shape"):
-        certified_top_k(index, catalog, state, 3, sp.csr_matrix((len(state), 19)))
+        certified_top_k(index, scorer, state, 3, sp.csr_matrix((len(state), 19)))
 
 
-def test_auto_factory_is_flat_for_small_catalogs_and_graph_for_large_ones():
+def test_auto_factory_is_flat_for_small_catalogs_and_exact_ivf_for_large_ones():
     config = IndexConfig(flat_max_items=1000)
     assert config.resolve(1000) == "Flat"
-    assert config.resolve(1001) == "IVF128,Flat"
+    assert config.resolve(1001) == "ExactIVF128"

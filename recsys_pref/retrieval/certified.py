@@ -1,4 +1,4 @@
-"""Exact top-K for the persona model from a few candidates per persona, with a certificate.
+"""Top-K for the persona model through a candidate index; certified only where it is proven.
 
 The score is s(u, i) = sum_m alpha_um(i) rho_um(i) + b_i with attention alpha a convex
 combination over personas, so
@@ -19,10 +19,14 @@ Floating point: the index computes <y, x> in float32 in its own order, the resco
 another, so the comparison demands a margin of `tolerance * (1 + |T|)` above T; candidates
 that close to the bound are not certified but widened (a sound, slightly conservative test).
 
-With an approximate index (HNSW, IVF, PQ) the lists are what the index returned, not the
-true top-N, so the certificate holds relative to what the index returned: the result is the
-exact top-K of the items the index found, and its recall against exhaustive scoring is what
-`recsys-pref bench retrieval` measures.
+The bound assumes each list *is* persona m's true top-N, which only an exact index ("Flat")
+guarantees. An approximate index (HNSW, IVF, PQ) may miss items of the true top-N, and then
+the test proves nothing (HNSW at 1M items passed it for every user with a third of the top-10
+slots wrong). So with an approximate index the same test only decides when the lists are long
+enough, no user is certified, and the result says it is approximate (`RetrievalResult.exact`
+is False except for users scored exhaustively); its recall against exhaustive scoring is what
+`recsys-pref bench retrieval` measures. An "ExactIVF" index is answered by
+`retrieval.exact_ivf`, exact by its cell bounds for every user.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import scipy.sparse as sp
 
 from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer
 from recsys_pref.models.persona.state import PersonaState
+from recsys_pref.retrieval.exact_ivf import exact_ivf_top_k
 from recsys_pref.retrieval.index import CandidateIndex
 
 SCORE_FLOATS = 1 << 24  # floats gathered per batch of rescoring (batch x M x N x d): 64 MB
@@ -46,15 +51,24 @@ class CertifiedConfig:
     tolerance: relative float32 safety margin of the certificate (see the module docstring).
     batch_users: users searched and rescored together; fewer when lists are long, so that a
         batch gathers at most SCORE_FLOATS floats (batch x M x N x d).
+    first_cells, first_candidates: "ExactIVF": the first_candidates best-bounded items of
+        the first_cells most promising cells are rescored to set the first threshold
+        (`retrieval.exact_ivf`); a higher threshold leaves fewer cells to scan.
+    ivf_batch_users: "ExactIVF": users scanned together (one matrix product per cell for all
+        of them that need it).
     """
 
     candidates: int = 64
     max_candidates: int = 4096
     tolerance: float = 1e-4
     batch_users: int = 256
+    first_cells: int = 32
+    first_candidates: int = 256
+    ivf_batch_users: int = 512
 
     def __post_init__(self) -> None:
-        if self.candidates < 1 or self.max_candidates < self.candidates or self.batch_users < 1:
+        if (self.candidates < 1 or self.max_candidates < self.candidates or self.batch_users < 1
+                or min(self.first_cells, self.first_candidates, self.ivf_batch_users) < 1):
             raise ValueError(f"CertifiedConfig needs 1 <= candidates <= max_candidates and batch_users >= 1, got {self}")
         if not self.tolerance >= 0:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
@@ -63,14 +77,28 @@ class CertifiedConfig:
 @dataclass(frozen=True)
 class RetrievalResult:
     """Top-K per user. ids (n, K) int64 and scores (n, K) float32, padded with -1 / -inf;
-    certified (n,): exact by the bound (relative to the index's lists); fallback (n,): scored
-    exhaustively instead; scored (n,): items each user had scored exactly, over all rounds."""
+    certified (n,): proven exact by a bound over an exact index (never with an approximate
+    one); fallback (n,): scored exhaustively instead; scored (n,): items each user had scored
+    exactly, over all rounds; scanned and cells (n,): items whose bound was computed and cells
+    scanned ("ExactIVF" only, else None)."""
 
     ids: np.ndarray
     scores: np.ndarray
     certified: np.ndarray
     fallback: np.ndarray
     scored: np.ndarray
+    scanned: np.ndarray | None = None
+    cells: np.ndarray | None = None
+
+    @property
+    def exact(self) -> np.ndarray:
+        """(n,) whether each user's answer is proven equal to exhaustive scoring's."""
+        return self.certified | self.fallback
+
+    @property
+    def approximate(self) -> bool:
+        """Whether any user's answer may differ from exhaustive scoring's."""
+        return not bool(self.exact.all())
 
     @property
     def certified_share(self) -> float:
@@ -87,8 +115,8 @@ def certified_top_k(
     control: ControlWeights | None = None,
 ) -> RetrievalResult:
     """Top-k per user of `state` (under `control`) from the index's persona lists, certified
-    or widened (see the module docstring). exclude: (n, n_items) sparse, its nonzeros never
-    returned."""
+    or widened (see the module docstring), or from an "ExactIVF" index's cells
+    (`retrieval.exact_ivf`). exclude: (n, n_items) sparse, its nonzeros never returned."""
     config = config or CertifiedConfig()
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -96,6 +124,8 @@ def certified_top_k(
     if index.n_items != n_items:
         raise ValueError(f"the index holds {index.n_items} items, the model {n_items}")
     exclude = _check_exclude(exclude, len(state), n_items)
+    if index.cells is not None:
+        return _exact_ivf(index, scorer, state, k, exclude, config, control)
     n = len(state)
     queries = scorer.queries(state, control)  # (n, M, d)
     ids, scores = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
@@ -110,7 +140,7 @@ def certified_top_k(
                              None if exclude is None else exclude[users], config.tolerance,
                              None if control is None else control.of_users(users))
             ok = batch.certified
-            ids[users[ok]], scores[users[ok]], certified[users[ok]] = batch.ids[ok], batch.scores[ok], True
+            ids[users[ok]], scores[users[ok]], certified[users[ok]] = batch.ids[ok], batch.scores[ok], index.exact
             scored[users] += batch.scored
             done[start : start + len(users)] = ok
         pending = pending[~done]
@@ -125,6 +155,24 @@ def certified_top_k(
             None if control is None else control.of_users(pending))
         scored[pending] += n_items
     return RetrievalResult(ids, scores, certified, fallback, scored)
+
+
+def _exact_ivf(index: CandidateIndex, scorer: PersonaScorer, state: PersonaState, k: int,
+               exclude: sp.csr_matrix | None, config: CertifiedConfig, control: ControlWeights | None
+               ) -> RetrievalResult:
+    """Every user through `exact_ivf_top_k`, `config.ivf_batch_users` at a time: all certified."""
+    assert index.cells is not None
+    n = len(state)
+    queries = index.bound_queries(scorer.queries(state, control))  # (n, M, D)
+    parts = []
+    for start in range(0, n, config.ivf_batch_users):
+        users = np.arange(start, min(start + config.ivf_batch_users, n))
+        parts.append(exact_ivf_top_k(
+            index.cells, queries[users], scorer, _rows(state, users), k,
+            None if exclude is None else exclude[users], None if control is None else control.of_users(users),
+            config.first_cells, config.first_candidates, config.tolerance))
+    ids, scores, scored, scanned, cells = (np.concatenate(column) for column in zip(*parts))
+    return RetrievalResult(ids, scores, np.ones(n, bool), np.zeros(n, bool), scored, scanned, cells)
 
 
 def _certify(
@@ -142,7 +190,7 @@ def _certify(
     their merged non-excluded items, and the certificate."""
     n_users, n_personas, dim = queries.shape
     lists = index.search(queries.reshape(-1, dim), length).reshape(n_users, n_personas, length)
-    threshold = _list_thresholds(scorer.upper_bounds(state, lists, control), scorer.shared.n_items).max(axis=1)  # (B,): T
+    threshold = _list_thresholds(scorer.upper_bounds(state, lists, control), lists, scorer.shared.n_items).max(axis=1)  # (B,): T
     candidates = np.sort(lists.reshape(n_users, -1), axis=1)  # (B, M*N), ascending: ties -> lower id
     keep = candidates >= 0
     keep[:, 1:] &= candidates[:, 1:] != candidates[:, :-1]
@@ -163,13 +211,16 @@ def _certify(
     return RetrievalResult(top_ids, top_scores.astype(np.float32), exact, np.zeros(n_users, bool), n_kept)
 
 
-def _list_thresholds(bounds: np.ndarray, n_items: int) -> np.ndarray:
-    """t_m per user and persona (B, M) from the lists' bounds (B, M, N), -inf where no item:
-    the lowest found bound; -inf when a list holds the whole catalog (nothing lies outside
-    it), +inf when it holds nothing (no bound known)."""
-    found = np.isfinite(bounds).sum(axis=2)
-    lowest = np.where(np.isfinite(bounds), bounds, np.inf).min(axis=2)
-    return np.where(found >= n_items, -np.inf, lowest)
+def _list_thresholds(bounds: np.ndarray, lists: np.ndarray, n_items: int) -> np.ndarray:
+    """t_m per user and persona (B, M) from the lists' bounds (B, M, N) of the items `lists`
+    (B, M, N), -1 where none: the lowest found bound; -inf when a list holds the whole catalog
+    (nothing lies outside it) or the persona is muted (every bound -inf: it bounds nothing),
+    +inf when the list holds nothing (no bound known)."""
+    listed = (lists >= 0).sum(axis=2)
+    finite = np.isfinite(bounds)
+    lowest = np.where(finite, bounds, np.inf).min(axis=2)
+    muted = (listed > 0) & ~finite.any(axis=2)
+    return np.where((listed >= n_items) | muted, -np.inf, lowest)
 
 
 def _excluded(candidates: np.ndarray, exclude: sp.csr_matrix) -> np.ndarray:

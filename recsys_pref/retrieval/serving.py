@@ -1,14 +1,17 @@
-"""The serving path's top-K: exhaustive scoring for small catalogs, the certified index above.
+"""The serving path's top-K: exact by default, approximate only when a recall target asks for it.
 
-Below `RetrievalConfig.min_items` items, scoring every item is cheap and needs no index.
-From that size on, `Retriever.top_k` goes through the candidate index (built on first use,
-or loaded with the model artifact) and `certified_top_k`: with the default "auto" index
-(Flat up to 100k items) the answer is exactly exhaustive scoring's; above, IVF-Flat makes it
-approximate (measured in BENCHMARKS.md, "Retrieval").
+Below `RetrievalConfig.min_items` items, scoring every item is cheap and needs no index. From
+that size on, `Retriever.top_k` goes through the candidate index (built on first use, or
+loaded with the model artifact). The default index ("auto") is exact: a certified Flat scan
+up to `IndexConfig.flat_max_items` items, the "ExactIVF" cell index above (both equal
+exhaustive scoring, `retrieval.certified`, `retrieval.exact_ivf`). An approximate index is
+used only when the configuration opts in with `recall_target`, and only at a setting whose
+recall the retrieval benchmark measured (`MEASURED_APPROXIMATE`); its answers are then
+labelled approximate (`Retriever.exact` is False).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,8 +19,28 @@ import scipy.sparse as sp
 from recsys_pref.models.artifact import ArtifactError
 from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer
 from recsys_pref.models.persona.state import PersonaState
-from recsys_pref.retrieval.certified import CertifiedConfig, certified_top_k
-from recsys_pref.retrieval.index import CandidateIndex, IndexConfig
+from recsys_pref.retrieval.certified import CertifiedConfig, RetrievalResult, certified_top_k
+from recsys_pref.retrieval.index import CandidateIndex, IndexConfig, is_exact
+
+LEGACY_LARGE_FACTORY = "IVF{nlist},Flat"  # the approximate default above 100k items before issue 18
+
+
+@dataclass(frozen=True)
+class MeasuredSetting:
+    """An approximate index setting and the recall@10 `recsys-pref bench retrieval` measured
+    for it on the 1M-item synthetic catalog (BENCHMARKS.md, issue 18), with the persona lists'
+    length it was measured with."""
+
+    recall: float
+    factory: str
+    candidates: int
+    probe_share: float
+
+
+#: Measured approximate settings, fastest first (BENCHMARKS.md, "Retrieval", issue 18).
+MEASURED_APPROXIMATE = (
+    MeasuredSetting(recall=0.9906, factory="IVF{nlist},PQ{pq}x4fs", candidates=256, probe_share=0.125),
+)
 
 
 @dataclass(frozen=True)
@@ -26,37 +49,98 @@ class RetrievalConfig:
         ml-latest-small's 9.7k items exhaustive scoring served 830 users/s (about a millisecond
         each, no index to build or store), at 100k the certified Flat index served 2.9x as
         many users as exhaustive scoring (BENCHMARKS.md, "Retrieval").
-    index: how the index is built and searched (type "auto": Flat, IVF-Flat above 100k items).
+    index: how the index is built and searched ("auto": Flat, "ExactIVF" above
+        `flat_max_items`); it must be exact unless `recall_target` is set.
     certified: list lengths, widening and fallback of the certificate.
+    recall_target: None (the default) serves exact answers only. A number opts in to the
+        fastest approximate setting of MEASURED_APPROXIMATE whose measured recall@10 reaches
+        it; a target above every measured recall is an error.
     """
 
     min_items: int = 50_000
     index: IndexConfig = IndexConfig()
     certified: CertifiedConfig = CertifiedConfig()
+    recall_target: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_items < 1:
             raise ValueError(f"RetrievalConfig: min_items must be >= 1, got {self.min_items}")
+        if self.recall_target is not None:
+            self.approximate_setting()  # raises when no measured setting reaches the target
+        else:
+            for name in ("factory", "large_factory"):
+                factory = getattr(self.index, name)
+                if factory != "auto" and not is_exact(factory):
+                    raise ValueError(
+                        f"RetrievalConfig: IndexConfig.{name} {factory!r} is approximate; opt in with "
+                        "recall_target=<a measured recall> or use 'Flat' / 'ExactIVF{nlist}'")
+
+    def approximate_setting(self) -> MeasuredSetting:
+        """The fastest measured approximate setting reaching `recall_target`."""
+        for setting in MEASURED_APPROXIMATE:
+            if self.recall_target is not None and setting.recall >= self.recall_target:
+                return setting
+        measured = ", ".join(f"{setting.recall} ({setting.factory})" for setting in MEASURED_APPROXIMATE)
+        raise ValueError(f"RetrievalConfig: no measured approximate index reaches recall_target "
+                         f"{self.recall_target}; measured: {measured}. Leave recall_target unset for exact answers")
+
+    @property
+    def index_config(self) -> IndexConfig:
+        """The index actually built: `index`, or the opted-in approximate setting above
+        `flat_max_items` items."""
+        if self.recall_target is None:
+            return self.index
+        setting = self.approximate_setting()
+        return replace(self.index, factory="auto", large_factory=setting.factory, probe_share=setting.probe_share)
+
+    @property
+    def certified_config(self) -> CertifiedConfig:
+        """The list settings used: `certified`, with the approximate setting's list length."""
+        if self.recall_target is None:
+            return self.certified
+        candidates = self.approximate_setting().candidates
+        return replace(self.certified, candidates=candidates, max_candidates=max(candidates, self.certified.max_candidates))
 
 
 class Retriever:
-    """Top-K of users' states over one catalog, through the index when the catalog is large."""
+    """Top-K of users' states over one catalog, through the index when the catalog is large.
 
-    def __init__(self, scorer: PersonaScorer, config: RetrievalConfig, index: CandidateIndex | None = None) -> None:
+    query_sample: states of users the index should be fast for (e.g. the known users); an
+    "ExactIVF" index fits its subspace to their persona queries. Without one, the users of the
+    first `top_k` call serve as the sample. Answers are exact whatever the sample.
+    """
+
+    def __init__(self, scorer: PersonaScorer, config: RetrievalConfig, index: CandidateIndex | None = None,
+                 query_sample: PersonaState | None = None) -> None:
         if index is not None and index.n_items != scorer.shared.n_items:
             raise ValueError(f"the index holds {index.n_items} items, the model {scorer.shared.n_items}")
-        self.scorer, self.config, self._index = scorer, config, index
+        if index is not None and not index.exact and config.recall_target is None:
+            raise ValueError(f"the loaded index {index.factory!r} is approximate and the retrieval config "
+                             "asks for exact answers: rebuild it, or set RetrievalConfig.recall_target")
+        self.scorer, self.config, self._index, self._query_sample = scorer, config, index, query_sample
 
     @property
     def uses_index(self) -> bool:
         return self.scorer.shared.n_items >= self.config.min_items
 
     @property
+    def exact(self) -> bool:
+        """Whether every answer equals exhaustive scoring's (False when an approximate index
+        was opted in to and the catalog is large enough to use it)."""
+        if not self.uses_index:
+            return True
+        if self._index is not None:
+            return self._index.exact
+        return is_exact(self.config.index_config.resolve(self.scorer.shared.n_items))
+
+    @property
     def index(self) -> CandidateIndex:
         """The candidate index, built on first use."""
         if self._index is None:
             shared = self.scorer.shared
-            self._index = CandidateIndex.build(shared.item_embeddings, shared.item_bias, self.config.index)
+            sample = None if self._query_sample is None else self.scorer.queries(self._query_sample)
+            self._index = CandidateIndex.build(shared.item_embeddings, shared.item_bias, self.config.index_config,
+                                               None if sample is None else sample.reshape(-1, sample.shape[-1]))
         return self._index
 
     @property
@@ -64,24 +148,40 @@ class Retriever:
         """The index if it exists (built or loaded), else None; never builds one."""
         return self._index
 
+    def retrieve(self, state: PersonaState, k: int, exclude: sp.csr_matrix | None = None,
+                 control: ControlWeights | None = None) -> RetrievalResult:
+        """The top-k with how it was found: ids, scores and per user whether it is exact."""
+        if not self.uses_index:
+            ids, scores = self.scorer.top_k(state, k, exclude, control)
+            n = len(state)
+            return RetrievalResult(ids, scores, np.zeros(n, bool), np.ones(n, bool), np.full(n, self.scorer.shared.n_items))
+        if self._index is None and self._query_sample is None:
+            self._query_sample = state
+        return certified_top_k(self.index, self.scorer, state, k, exclude, self.config.certified_config, control)
+
     def top_k(self, state: PersonaState, k: int, exclude: sp.csr_matrix | None = None,
               control: ControlWeights | None = None) -> tuple[np.ndarray, np.ndarray]:
         """ids (n, k) int64 and scores (n, k) float32 under `control`, padded with -1 / -inf,
-        exclude's nonzeros (n, n_items) never returned; ties go to the lower item index either way."""
-        if not self.uses_index:
-            return self.scorer.top_k(state, k, exclude, control)
-        result = certified_top_k(self.index, self.scorer, state, k, exclude, self.config.certified, control)
+        exclude's nonzeros (n, n_items) never returned; ties go to the lower item index either
+        way. Exact unless `exact` is False."""
+        result = self.retrieve(state, k, exclude, control)
         return result.ids, result.scores
 
 
 def retrieval_config_from_dict(values: dict) -> RetrievalConfig:
     """Inverse of dataclasses.asdict for a RetrievalConfig (as stored in an artifact's metadata);
-    a field this version does not know raises ArtifactError naming it."""
+    a field this version does not know raises ArtifactError naming it. Configs stored before
+    issue 18 name the then-default approximate "IVF{nlist},Flat" as `large_factory` without a
+    recall target; they are read with the exact default in its place."""
+    index = dict(values.get("index", {}))
+    if values.get("recall_target") is None and index.get("large_factory") == LEGACY_LARGE_FACTORY:
+        index["large_factory"] = IndexConfig.large_factory
     try:
         return RetrievalConfig(
             min_items=values.get("min_items", RetrievalConfig.min_items),
-            index=IndexConfig(**values.get("index", {})),
+            index=IndexConfig(**index),
             certified=CertifiedConfig(**values.get("certified", {})),
+            recall_target=values.get("recall_target"),
         )
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise ArtifactError(f"the stored retrieval config is not one this version reads: {error}") from error
