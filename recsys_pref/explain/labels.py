@@ -1,8 +1,16 @@
 """Labels for directions of taste from item metadata: the tags with the highest lift.
 
 Lift of tag t among a set S of items = share of S carrying t / share of the catalog carrying
-t. Tags carried by fewer than `min_support` items of S (default: 10% of S, at least 2) are
-ignored, so a few odd items of a rare tag (IMAX, say) cannot name a whole persona.
+t. Tags carried by fewer than `min_support` items of S (default: MIN_LABEL_SHARE = 25% of S,
+at least 2) are ignored, so a few odd items of a rare tag (IMAX, say) cannot name a whole
+persona: every tag of a label is carried by at least a quarter of the items it labels.
+`label_precision` measures how well a label describes its items: the share of them carrying
+at least one of its tags.
+
+Item tags are the genres plus the user-applied tags; user tags need support and are filtered
+(`item_tag_lists`): a tag carried by fewer than MIN_TAG_ITEMS items of the catalog is dropped,
+and so is any tag of TAG_STOP_LIST (bookkeeping and verdicts, such as "in netflix queue",
+"imdb top 250", "bad", which describe a user's list or opinion rather than the movie).
 
 Two things get labels (DESIGN.md, "Explanations and summaries"):
 - each shared base k, from its top items by r_k(i) (and its negative pole from its bottom
@@ -16,7 +24,7 @@ On `synthetic` the item tags are the planted "taste-k", so labels name planted t
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -27,6 +35,15 @@ from recsys_pref.models.persona.state import PersonaState
 
 NO_LABEL = "–"
 IGNORED_TAGS = frozenset({"(no genres listed)"})
+#: user tags that are bookkeeping or a verdict, not a description of the item (lower case)
+TAG_STOP_LIST = frozenset({
+    "in netflix queue", "netflix queue", "netflix", "to see", "seen", "seen more than once", "watched", "owned",
+    "own", "dvd", "dvd-video", "bd-r", "bd-video", "clv", "tivo", "imdb top 250", "afi 100", "oscar (best picture)",
+    "bad", "good", "boring", "overrated", "underrated", "predictable", "great movie", "classic", "cinematography",
+    "soundtrack", "great soundtrack", "remake", "remade", "sequel", "based on a book", "fun", "unique",
+})
+MIN_TAG_ITEMS = 5  # user tags carried by fewer catalog items are too rare to name a taste
+MIN_LABEL_SHARE = 0.25  # each tag of a label is carried by at least this share of the labelled items
 TOP_ITEMS = 50  # items that define a base's or a persona's label
 DESCRIBE_BATCH = 256  # users whose personas are ranked at once (memory: batch x M x n_items floats)
 
@@ -49,7 +66,7 @@ def top_lift_tags(
     chosen = Counter(tag for item in items for tag in set(item_tags[item]))
     n_catalog, n_chosen = len(item_tags), len(items)
     if min_support is None:
-        min_support = max(2, int(np.ceil(0.1 * n_chosen)))
+        min_support = max(2, int(np.ceil(MIN_LABEL_SHARE * n_chosen)))
     lifts = [
         (tag, (count / n_chosen) / (catalog[tag] / n_catalog))
         for tag, count in chosen.items()
@@ -61,18 +78,44 @@ def top_lift_tags(
 def label(item_tags: Sequence[Sequence[str]], items: np.ndarray, n_tags: int = 2,
           catalog: Counter[str] | None = None) -> str:
     """A short label such as "Film-Noir & Mystery" ("–" when no tag has support)."""
-    tags = top_lift_tags(item_tags, items, n_tags, catalog=catalog)
-    return " & ".join(tag for tag, _ in tags) if tags else NO_LABEL
+    return label_text(tag for tag, _ in top_lift_tags(item_tags, items, n_tags, catalog=catalog))
 
 
-def item_tag_lists(items: pl.DataFrame) -> list[list[str]]:
-    """Per item (rows of a dataset's `items` frame), its genres then its tags, without duplicates
-    (compared case-insensitively, so the tag "sci-fi" does not repeat the genre "Sci-Fi")."""
-    columns = [name for name in ("genres", "tags") if name in items.columns]
-    if not columns:
-        return [[] for _ in range(items.height)]
-    lists = zip(*(items[name].to_list() for name in columns))
-    return [_unique_tags(tag for part in parts for tag in (part or [])) for parts in lists]
+def label_text(tags: Iterable[str]) -> str:
+    """Tags joined as a label, "A & B" ("–" for none)."""
+    return " & ".join(tags) or NO_LABEL
+
+
+def label_precision(item_tags: Sequence[Sequence[str]], items: np.ndarray, tags: Sequence[str]) -> float:
+    """Share of `items` (indices into item_tags) that carry at least one of `tags`, the label's
+    tags: 1.0 when the label describes every item, NaN when there are no items or no tags."""
+    items = np.asarray(items, dtype=np.int64)
+    wanted = {tag.lower() for tag in tags}
+    if items.size == 0 or not wanted:
+        return float("nan")
+    return float(np.mean([bool(wanted & {tag.lower() for tag in item_tags[item]}) for item in items]))
+
+
+def persona_label_precision(
+    described: Sequence[Sequence["PersonaDescription"]], item_tags: Sequence[Sequence[str]], n_top: int = 10,
+) -> float:
+    """Mean `label_precision` over every labelled persona of `described` (describe_personas'
+    output), on each persona's first `n_top` top items; NaN when no persona has a label."""
+    values = [label_precision(item_tags, persona.top_items[:n_top], persona.tags)
+              for personas in described for persona in personas if persona.tags]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def item_tag_lists(items: pl.DataFrame, min_tag_items: int = MIN_TAG_ITEMS) -> list[list[str]]:
+    """Per item (rows of a dataset's `items` frame), its genres then its user tags carried by at
+    least `min_tag_items` items and not in TAG_STOP_LIST, without duplicates (compared
+    case-insensitively, so the tag "sci-fi" does not repeat the genre "Sci-Fi")."""
+    genres = items["genres"].to_list() if "genres" in items.columns else [None] * items.height
+    tags = items["tags"].to_list() if "tags" in items.columns else [None] * items.height
+    support = Counter(tag.lower() for item in tags for tag in set(item or []))
+    kept = {tag for tag, count in support.items() if count >= min_tag_items and tag not in TAG_STOP_LIST}
+    return [_unique_tags([*(genre or []), *(tag for tag in (tag_list or []) if tag.lower() in kept)])
+            for genre, tag_list in zip(genres, tags)]
 
 
 def _unique_tags(tags: Iterable[str]) -> list[str]:
@@ -143,13 +186,15 @@ def base_strengths(scorer: PersonaScorer, state: PersonaState, eligible: np.ndar
 
 @dataclass(frozen=True)
 class PersonaDescription:
-    """Persona m of one user: `label` from its top items (`top_items`, indices, best first) and
-    `bases`: its strongest bases as (base, signed strength, the label of the pole it leans to)."""
+    """Persona m of one user: `label` from its top items (`top_items`, indices, best first), the
+    label's `tags`, and `bases`: its strongest bases as (base, signed strength, the label of the
+    pole it leans to)."""
 
     persona: int
     label: str
     top_items: list[int]
     bases: list[tuple[int, float, str]]
+    tags: list[str] = field(default_factory=list)
 
 
 def describe_personas(
@@ -175,9 +220,10 @@ def describe_personas(
                 NO_LABEL if bases is None else (bases[k].label if strengths[user, m, k] >= 0 else bases[k].negative_label)
                 for k in strongest
             ]
+            tags = [tag for tag, _ in top_lift_tags(item_tags, top[m], 2, catalog=catalog)]
             personas.append(PersonaDescription(
-                m, label(item_tags, top[m], catalog=catalog), top[m].tolist(),
-                [(int(k), float(strengths[user, m, k]), name) for k, name in zip(strongest, pole)],
+                m, label_text(tags), top[m].tolist(),
+                [(int(k), float(strengths[user, m, k]), name) for k, name in zip(strongest, pole)], tags,
             ))
         described.append(personas)
     return described
