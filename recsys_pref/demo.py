@@ -6,6 +6,12 @@ the persona model sees them: each persona with its top items and the genres that
 and the user's recommendations with the persona each one satisfies, without and with the
 echo-chamber safeguards; then onboards a second held-out user by 10 questions. Models use their
 documented default configurations (`recsys-pref bench accuracy` does the tuned comparison).
+
+It explains itself to a newcomer: each model's fit is announced by name as it starts, a legend
+says what each metric column measures and which direction is better, a sentence computed from
+the table says where the persona model stands, what the user liked is kept apart from what each
+persona predicts, and the persona mix of the recommendations is stated (including when all of
+them come from one persona).
 """
 from __future__ import annotations
 
@@ -14,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 from recsys_pref.onboarding.oracles import ProfileOracle, known_ratings
 from recsys_pref.core.tables import markdown_table
@@ -30,6 +35,15 @@ from recsys_pref.safeguards.config import load_safeguards
 DEMO_DATASET = "ml-latest-small"
 DEMO_MODELS = ("popularity", "itemknn", "als", "bpr", "ease", "persona")
 TABLE_COLUMNS = ["model", "ndcg@10", "ndcg@100", "recall@20", "recall@50", "coverage@10", "fit_s"]
+#: what each column of the table measures, and which direction is better
+METRIC_LEGEND = (
+    "ndcg@10, ndcg@100: how high the user's held-out movies rank in the top 10 / 100 (0 to 1, higher is better); "
+    "recall@20, recall@50: share of the held-out movies found in the top 20 / 50 (higher is better); "
+    "coverage@10: share of the catalog recommended to at least one user (higher = less concentrated on hits); "
+    "fit_s: training time in seconds (lower is faster)."
+)
+RANKING_METRIC = "ndcg@10"
+ANSWER_WORDS = {"none": "none of these", "unknown": "doesn't know them", "tie": "no preference"}
 
 
 def run_demo(data_dir: Path | None = None, quick: bool = False, seed: int = 0) -> list[dict]:
@@ -41,21 +55,46 @@ def run_demo(data_dir: Path | None = None, quick: bool = False, seed: int = 0) -
     print(f"strong generalization, seed {seed}: {len(split.test)} test users, {int(split.catalog.sum())} items ranked")
     popularity = np.asarray(split.train.sum(axis=0)).ravel()
     rows, persona = [], None
-    for name in tqdm(DEMO_MODELS, desc="fitting models"):
+    for number, name in enumerate(DEMO_MODELS, start=1):
+        print(f"[{number}/{len(DEMO_MODELS)}] fitting {name} ...", end=" ", flush=True)
         params = {"progress": False} | ({"max_epochs": 3} if quick else {}) if name == "persona" else {}
         model = build_model(name, params, seed)
         started = time.perf_counter()
         model.fit(split.train)
         fit_s = time.perf_counter() - started
+        print(f"{fit_s:.1f} s; evaluating ...", end=" ", flush=True)
         result = evaluate(model, split.test, catalog=split.catalog, item_popularity=popularity)
+        print(f"{RANKING_METRIC} {result.metrics[RANKING_METRIC]:.4f}", flush=True)
         rows.append({"model": name} | result.metrics | {"fit_s": fit_s})
         if isinstance(model, PersonaRecommender):
             persona = model
     print()
     print(markdown_table(rows, TABLE_COLUMNS))
+    print(METRIC_LEGEND)
+    print(interpret_table(rows))
+    print()
     show_user(PersonaPipeline.from_model(persona, dataset, split.train), dataset, split)
     show_onboarding(persona, dataset, split)
     return rows
+
+
+def interpret_table(rows: list[dict], model: str = "persona", metric: str = RANKING_METRIC) -> str:
+    """A sentence on where `model` stands among `rows` on `metric`, computed from the numbers."""
+    ranked = sorted(rows, key=lambda row: -row[metric])
+    position = next(index for index, row in enumerate(ranked) if row["model"] == model)
+    ours, best = ranked[position], ranked[0]
+    if position == 0:
+        runner_up = ranked[1]
+        gap = (ours[metric] - runner_up[metric]) / runner_up[metric] if runner_up[metric] else float("inf")
+        return (f"On {metric} the {model} model ranks first of {len(rows)} ({ours[metric]:.4f}), "
+                f"{gap:.1%} above {runner_up['model']} ({runner_up[metric]:.4f}).")
+    gap = (best[metric] - ours[metric]) / best[metric]
+    below = ", ".join(row["model"] for row in ranked[:position])
+    return (f"On {metric} the {model} model ranks {position + 1} of {len(rows)} ({ours[metric]:.4f}), "
+            f"{gap:.1%} below the best, {best['model']} ({best[metric]:.4f}); ahead of it: {below}. "
+            "These are untuned defaults on one split; `recsys-pref bench accuracy` tunes every model "
+            "with the same budget. The persona model's case is the personas, explanations and "
+            "onboarding shown next, at about this accuracy.")
 
 
 def _titles(dataset: InteractionDataset, items: np.ndarray) -> list[str]:
@@ -74,15 +113,19 @@ def show_user(pipeline: PersonaPipeline, dataset: InteractionDataset, split: Spl
     history = pl.DataFrame({"user_id": [user_id] * history_row.nnz,
                             "item_id": dataset.item_ids.to_external(history_row.indices).tolist()})
     model = pipeline.model
-    print(f"User {user_id}: {history_row.nnz} liked movies folded in, {model.config.n_personas} personas "
-          f"({model.state_bytes} bytes of state)")
-    print("Each persona's label and what it predicts (its own top movies, not the user's history):")
+    print(f"User {user_id}, served as a new user from {history_row.nnz} liked movies, "
+          f"{model.config.n_personas} personas ({model.state_bytes} bytes of state)")
+    print("What the user liked (a sample of their history):")
+    for title in _titles(dataset, history_row.indices[:5]):
+        print(f"  - {title}")
+    print("What each persona predicts (the persona's own top movies: predictions, not the user's history):")
     for row in pipeline.personas(user_id, history=history).iter_rows(named=True):
         print(f"  persona {row['persona']} — {row['label']}: " + "; ".join(row["top_items"][:4]))
     plain = pipeline.recommend([user_id], 10, history=history)
+    print(persona_mix_sentence(plain, model.config.n_personas))
     print("Recommendations (persona satisfied, attention weight; because you liked):")
     for row in plain.iter_rows(named=True):
-        liked = "; ".join(_title_of(dataset, item)[:30] for item in row["because_you_liked"][:2])
+        liked = "; ".join(_title_of(dataset, item) for item in row["because_you_liked"][:2])
         print(f"  {row['rank']:2d}. {_title_of(dataset, row['item_id'])}  [persona {row['persona']} "
               f"{row['persona_label']}, {row['persona_weight']:.0%}]" + (f"  because you liked {liked}" if liked else ""))
     guarded = pipeline.recommend([user_id], 10, history=history, safeguards=load_safeguards("safeguards"))
@@ -91,6 +134,18 @@ def show_user(pipeline: PersonaPipeline, dataset: InteractionDataset, split: Spl
         mark = " (exploration)" if with_["exploration"] else ""
         print(f"  {without['rank']:2d}. {_title_of(dataset, without['item_id'])[:40]:40s} | "
               f"{_title_of(dataset, with_['item_id'])[:40]}{mark}")
+
+
+def persona_mix_sentence(recommended: pl.DataFrame, n_personas: int) -> str:
+    """How many of the recommendations each persona satisfies, said plainly when one has them all."""
+    counts = recommended.group_by("persona", "persona_label").len().sort("len", descending=True)
+    if counts.height == 1 and n_personas > 1:
+        row = counts.row(0, named=True)
+        return (f"All {recommended.height} recommendations come from persona {row['persona']} "
+                f"({row['persona_label']}): it holds the largest attention on every one of them, so the other "
+                "persona(s) shape none of this top 10.")
+    return "Recommendations per persona: " + ", ".join(
+        f"persona {row['persona']} ({row['persona_label']}) {row['len']}" for row in counts.iter_rows(named=True))
 
 
 def show_onboarding(model: PersonaRecommender, dataset: InteractionDataset, split: Split, position: int = 1,
@@ -112,9 +167,9 @@ def show_onboarding(model: PersonaRecommender, dataset: InteractionDataset, spli
         shown = onboarder.next_question_indices(state)
         reply = oracle(shown, "choice")
         onboarder.answer_index(state, reply)
-        answer = _titles(dataset, np.array([reply]))[0] if isinstance(reply, int) else reply
-        print(f"  Q{len(state.answers)}: {' / '.join(title[:28] for title in _titles(dataset, np.array(shown)))}"
-              f"  -> {answer}")
+        answer = _titles(dataset, np.array([reply]))[0] if isinstance(reply, int) else ANSWER_WORDS[reply]
+        print(f"  Q{len(state.answers)}: {' / '.join(_titles(dataset, np.array(shown)))}")
+        print(f"       -> {answer}")
     mix = ", ".join(f"{name} {share:.0%}" for name, share in onboarder.persona_mix(state))
     print(f"Persona mix after {questions} questions: {mix}")
     recommended = onboarder.recommend(state, 10)

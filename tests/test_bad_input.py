@@ -429,6 +429,16 @@ def test_a_dont_know_item_is_not_shown_again_in_the_next_question(onboarder):
         previous = shown
 
 
+def test_no_item_is_shown_in_three_questions_in_a_row(pipeline_):
+    onboarder = build_onboarder(pipeline_.model, pipeline_.histories, pipeline_.item_ids,
+                                OnboardingConfig(max_questions=6), pipeline_.items)
+    state = onboarder.start()
+    while not state.finished:
+        onboarder.answer(state, onboarder.next_question(state)[0])  # always the first item shown
+    for first, second, third in zip(state.questions, state.questions[1:], state.questions[2:]):
+        assert not set(first) & set(second) & set(third)
+
+
 # -- the interactive prompt: end of input and Ctrl-C -------------------------------------------
 def _replies(monkeypatch: pytest.MonkeyPatch, *replies: object) -> None:
     """Feed `input()`: strings are typed, exception classes are raised."""

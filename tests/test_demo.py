@@ -33,3 +33,32 @@ def test_quick_demo_onboards_a_new_user_by_ten_questions(demo_run) -> None:
     _, output = demo_run
     assert "Q10:" in output and "Q11:" not in output
     assert "Persona mix after 10 questions" in output and "Top 10 (" in output
+
+
+def test_quick_demo_names_each_model_as_it_fits(demo_run) -> None:
+    _, output = demo_run
+    for number, name in enumerate(DEMO_MODELS, start=1):
+        assert f"[{number}/{len(DEMO_MODELS)}] fitting {name} ..." in output
+
+
+def test_quick_demo_explains_the_columns_and_interprets_the_table(demo_run) -> None:
+    rows, output = demo_run
+    assert "higher is better" in output and "lower is faster" in output
+    ranked = sorted(rows, key=lambda row: -row["ndcg@10"])
+    position = [row["model"] for row in ranked].index("persona") + 1
+    assert f"the persona model ranks {'first' if position == 1 else position} of {len(rows)}" in output
+
+
+def test_quick_demo_keeps_what_the_user_liked_apart_from_persona_predictions(demo_run) -> None:
+    _, output = demo_run
+    assert "What the user liked" in output and "predictions, not the user's history" in output
+    assert "Recommendations per persona:" in output or "recommendations come from persona" in output
+
+
+def test_interpretation_is_computed_from_the_numbers() -> None:
+    from recsys_pref.demo import interpret_table
+
+    rows = [{"model": "ease", "ndcg@10": 0.4}, {"model": "persona", "ndcg@10": 0.3}, {"model": "pop", "ndcg@10": 0.1}]
+    assert "ranks 2 of 3 (0.3000), 25.0% below the best, ease" in interpret_table(rows)
+    rows[1]["ndcg@10"] = 0.5
+    assert "ranks first of 3 (0.5000), 25.0% above ease" in interpret_table(rows)

@@ -197,6 +197,18 @@ def known_and_unknown(state: OnboardingState) -> tuple[set[int], set[int]]:
     return known, unknown - known
 
 
+def recently_shown(state: OnboardingState, max_in_a_row: int = 2) -> set[int]:
+    """Items the next question leaves out so that a person is not shown the same title again and
+    again: every item of the last question when it was answered "don't know", and any item
+    already shown in each of the last `max_in_a_row` questions."""
+    left_out: set[int] = set()
+    if state.answers and state.answers[-1] == "unknown":
+        left_out |= set(state.questions[-1])
+    if len(state.questions) >= max_in_a_row:
+        left_out |= set.intersection(*(set(items) for items in state.questions[-max_in_a_row:]))
+    return left_out
+
+
 def build_onboarder(
     model: PersonaRecommender,
     train: sp.csr_matrix,
@@ -266,12 +278,10 @@ class Onboarder:
         if state.finished:
             raise OnboardingError(f"onboarding is finished: all {state.max_questions} questions are answered")
         known, unknown = known_and_unknown(state)
-        if state.answers and state.answers[-1] == "unknown":  # never show a "don't know" item again at once
-            unknown = unknown | set(state.questions[-1])
         rng = np.random.default_rng([state.seed, len(state.questions)])
         question = select_question(
             self.space, state.posterior, self.pool, {frozenset(items) for items in state.questions},
-            known, unknown, self.config.questions, self.n_known, rng,
+            known, unknown | recently_shown(state), self.config.questions, self.n_known, rng,
         )
         state.questions.append(list(question))
         return list(question)
