@@ -14,8 +14,9 @@ The entropy of softmax(t z) falls monotonically as t grows from 0 (uniform, entr
 1 (the original weights), so t is found by bisection. It is searched without gradient and then
 applied as a constant factor: gradients still reach the state through the tempered values.
 
-This module depends on torch only, so the model (training, fold-in and scoring through
-`PersonaNetwork.encode`) and onboarding's posterior can both apply `bound_state`.
+This module depends on torch only, so the model (its exact fold-in, toward
+`PersonaRecommender.prior_state()`, and the optional encoder's `PersonaNetwork.encode`) and
+onboarding's posterior can all apply `bound_state`. Off by default.
 """
 from __future__ import annotations
 
