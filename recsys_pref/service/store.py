@@ -199,7 +199,7 @@ class ProfileStore:
     def items_of(self, user_ids: Sequence[str]) -> list[tuple[str, list[str], int]]:
         """(user_id, items, version) of stored profiles, without reading their states (which
         may be another model's, of another size, during a migration)."""
-        query = select(profiles.c.user_id, profiles.c.items, profiles.c.version).where(profiles.c.user_id.in_(list(user_ids)))
+        query = select(profiles.c.user_id, profiles.c["items"], profiles.c.version).where(profiles.c.user_id.in_(list(user_ids)))
         with self.engine.connect() as connection:
             return [(row.user_id, json.loads(row.items), row.version) for row in connection.execute(query)]
 
