@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recsys_pref.bench.results import BenchResult
-from recsys_pref.data.dataset import InteractionDataset
+
+if TYPE_CHECKING:  # the CLI imports this module for the suite names: keep it light
+    from recsys_pref.data.dataset import InteractionDataset
 
 
 def run_suite(
     suite: str,
-    dataset: InteractionDataset,
+    dataset: "InteractionDataset",
     *,
     quick: bool = False,
     models: list[str] | None = None,
@@ -46,6 +48,10 @@ def run_suite(
 
         return run_retrieval(dataset, RetrievalBenchConfig.quick() if quick else RetrievalBenchConfig())
     if suite == "scale":
+        if models == ["serving-memory"]:  # fit + serving state + recommend, peak memory per size
+            from recsys_pref.bench.serving_memory import run_serving_memory
+
+            return run_serving_memory(dataset.name, quick=quick)
         from recsys_pref.bench.scale import ScaleBenchConfig, run_scale
 
         return run_scale(dataset, ScaleBenchConfig.quick() if quick else ScaleBenchConfig())
