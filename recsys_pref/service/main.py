@@ -49,17 +49,17 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 def serve_main(args: argparse.Namespace) -> int:
     """Check the keys and the store, then serve until interrupted."""
-    import torch
-    import uvicorn
-
-    from recsys_pref.service.app import build_service, create_app
-
     keys = load_keys(args.api_keys_file)
     if not keys and not args.insecure_no_auth:
         raise ValueError(f"no API key: set {API_KEYS_ENV} or pass --api-keys-file (or --insecure-no-auth to serve "
                          "without keys)")
     if args.insecure_no_auth:
         print(INSECURE_BANNER.format(host=args.host, port=args.port), file=sys.stderr, flush=True)
+    import torch
+    import uvicorn
+
+    from recsys_pref.service.app import build_service, create_app
+
     torch.set_num_threads(1)  # many small requests at once: one thread each beats threads fighting for 2 cores
     config = ServiceConfig(model_dir=args.model, store_url=args.store, migrate=args.migrate,
                            keep_history=args.keep_history, engine=args.engine, max_k=args.max_k,
