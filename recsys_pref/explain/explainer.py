@@ -25,7 +25,8 @@ from recsys_pref.explain.labels import (
     eligible_items,
     item_tag_lists,
 )
-from recsys_pref.explain.summary import persona_mix, summarize
+from recsys_pref.explain.summary import SummaryLength, persona_mix, render_summaries, summarize
+from recsys_pref.explain.vocabulary import SummaryVocabulary
 from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer
 from recsys_pref.models.persona.state import PersonaState
 
@@ -38,6 +39,7 @@ class Explainer:
     scorer: PersonaScorer
     item_tags: list[list[str]]
     eligible: np.ndarray
+    vocabulary: SummaryVocabulary | None = None
     _bases: list[BaseLabel] | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -78,8 +80,18 @@ class Explainer:
         return control_weights(control, [[persona.label for persona in user] for user in described],
                                [base.label for base in self.bases])
 
-    def summaries(self, state: PersonaState) -> list[str]:
-        """One or two sentences per user (see explain.summary)."""
+    def with_vocabulary(self, training_states: PersonaState, titles: list[str] | None = None) -> "Explainer":
+        """This explainer with the summary vocabulary learned from `training_states` (the
+        training users' states; `titles` one per item), so that `summaries` round-trip."""
+        self.vocabulary = SummaryVocabulary.from_states(self, training_states, titles)
+        return self
+
+    def summaries(self, state: PersonaState, length: SummaryLength = "sentence") -> list[str]:
+        """One summary per user (explain.summary): with a vocabulary, the text that
+        explain.summary_parser.state_from_summary reads back into a state (at `length`);
+        without one, the descriptive sentence of `summarize`."""
+        if self.vocabulary is not None:
+            return render_summaries(self, self.vocabulary, state, length)
         mix = persona_mix(self.scorer.terms(state))
         return [summarize(personas, weights) for personas, weights in zip(self.describe(state), mix)]
 
