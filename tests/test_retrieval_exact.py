@@ -11,7 +11,7 @@ from recsys_pref.models.persona.state import PersonaState
 from recsys_pref.retrieval.cells import bound_items, bound_queries, fit_subspace
 from recsys_pref.retrieval.certified import certified_top_k
 from recsys_pref.retrieval.index import CandidateIndex, IndexConfig, IndexMismatchError
-from recsys_pref.retrieval.serving import RetrievalConfig, Retriever, retrieval_config_from_dict
+from recsys_pref.retrieval.serving import MEASURED_APPROXIMATE, RetrievalConfig, Retriever, retrieval_config_from_dict
 
 KINDS = ["Flat", "ExactIVF8", "HNSW8", "IVF8,Flat", "IVF8,PQ8x4fs"]
 
@@ -122,9 +122,16 @@ def test_an_approximate_index_without_a_recall_target_is_refused():
         RetrievalConfig(index=IndexConfig(factory="HNSW32"))
 
 
-def test_a_recall_target_above_every_measured_recall_is_refused():
-    with pytest.raises(ValueError, match="no measured approximate index reaches"):
-        RetrievalConfig(recall_target=0.9999)
+def test_a_recall_target_picks_the_fastest_setting_measured_to_reach_it():
+    for target in (0.2, 0.9, 0.99):
+        chosen = RetrievalConfig(recall_target=target).approximate_setting()
+        assert chosen.recall >= target
+        assert all(setting.recall < target for setting in MEASURED_APPROXIMATE[: MEASURED_APPROXIMATE.index(chosen)])
+
+
+def test_a_recall_target_outside_zero_to_one_is_refused():
+    with pytest.raises(ValueError, match="recall_target must be in"):
+        RetrievalConfig(recall_target=1.5)
 
 
 def test_an_approximate_opt_in_is_labelled_approximate():

@@ -67,7 +67,11 @@ class IndexConfig:
         "IVF{nlist},Flat", "IVF1024,PQ72x4fs", ...: approximate) or "auto": "Flat" up to
         `flat_max_items` items, `large_factory` above. "{nlist}" becomes `ivf_cells(n_items)`,
         "{pq}" the stored floats per item (one 4-bit code per float in "PQ{pq}x4fs").
-    flat_max_items: largest catalog "auto" serves with an exact flat scan.
+    flat_max_items: largest catalog "auto" serves with an exact flat scan; above it,
+        "ExactIVF". At 100k items ExactIVF served 1.6x Flat's users/s, at 20k (the quick
+        bench's tiny model) Flat served 1.9x ExactIVF's (BENCHMARKS.md, issue 18); the
+        crossover in between is not measured, so the index switches where serving starts
+        using one (`RetrievalConfig.min_items`, 50k).
     large_factory: what "auto" uses above `flat_max_items`; exact by default (approximate
         indexes are an opt-in, `RetrievalConfig.approximate`).
     ef_search: HNSW candidate-queue length per query (more = higher recall, slower).
@@ -86,7 +90,7 @@ class IndexConfig:
     """
 
     factory: str = "auto"
-    flat_max_items: int = 100_000
+    flat_max_items: int = 50_000
     large_factory: str = EXACT_IVF + "{nlist}"
     ef_search: int = 128
     ef_construction: int = 40
