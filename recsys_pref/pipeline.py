@@ -55,6 +55,7 @@ INDEX_FILE = "index.faiss"  # the candidate index inside the artifact directory
 MODEL_PREFIX = "model."  # the model's own arrays inside the pipeline's artifact
 FOLD_IN_BATCH = 4096  # users folded in at once when a pipeline is built (memory: batch x n_items)
 EXPLORATION_LABEL = "exploration: {}"
+QUERY_SAMPLE = 2048  # known users whose states shape an exact IVF index's projection
 #: The one output schema of `recommend` (column -> meaning); `score` and `explain_many` return
 #: the candidate rows with the columns from "score" on (without rank and exploration).
 RECOMMENDATION_COLUMNS: dict[str, str] = {
@@ -283,7 +284,16 @@ class PersonaPipeline:
     def retriever(self) -> Retriever:
         """The candidate stage: exhaustive scoring below `retrieval.min_items` items, the
         certified candidate index from that size on (retrieval.serving)."""
-        return Retriever(self.model.scorer, self.retrieval, self.loaded_index)
+        indexed = self.model.shared.n_items >= self.retrieval.min_items
+        return Retriever(self.model.scorer, self.retrieval, self.loaded_index,
+                         query_sample=self._query_sample() if indexed else None)
+
+    def _query_sample(self) -> PersonaState:
+        """Up to QUERY_SAMPLE known users' states, a seeded sample: the queries an exact IVF index
+        fits its projection to (answers are exact either way; only speed depends on it)."""
+        active = np.flatnonzero(np.diff(self.histories.indptr) > 0)
+        chosen = np.sort(np.random.default_rng(0).choice(active, min(QUERY_SAMPLE, len(active)), replace=False))
+        return self.model.fold_in(self.histories[chosen])
 
     @cached_property
     def slate_builder(self) -> SlateBuilder:

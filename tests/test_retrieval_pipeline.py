@@ -57,12 +57,12 @@ def test_folded_in_users_go_through_the_index_too(pipeline, dataset):
 
 
 def test_the_artifact_carries_the_index_and_its_config(pipeline, dataset, tmp_path):
-    indexed = through_index(pipeline, RetrievalConfig(min_items=1, index=IndexConfig(factory="HNSW8", ef_search=32)))
+    indexed = through_index(pipeline, RetrievalConfig(min_items=1, index=IndexConfig(factory="ExactIVF8")))
     indexed.save(tmp_path / "model")
     assert (tmp_path / "model" / INDEX_FILE).is_file()
     loaded = PersonaPipeline.load(tmp_path / "model")
     assert loaded.retrieval == indexed.retrieval
-    assert loaded.loaded_index is not None and loaded.loaded_index.factory == "HNSW8"
+    assert loaded.loaded_index is not None and loaded.loaded_index.factory == "ExactIVF8"
     users = dataset.user_ids.to_list()[:5]
     assert loaded.recommend(users, k=5).equals(indexed.recommend(users, k=5))
 
@@ -104,9 +104,9 @@ def test_bench_retrieval_quick_writes_the_contract_files(tmp_path, monkeypatch):
     result = json.loads((tmp_path / "retrieval.json").read_text())
     assert result["suite"] == "retrieval" and result["dataset"] == "synthetic"
     rows = {row["method"]: row for row in result["rows"]}
-    assert set(rows) == {"exhaustive", "implicit-als", "certified", "hnsw", "ivf-flat", "ivf-pq"}
-    assert rows["certified"]["recall@10"] == 1.0  # a Flat index: exact
-    assert rows["certified"]["scored_per_user"] < rows["exhaustive"]["scored_per_user"]
+    assert set(rows) == {"exhaustive", "implicit-als", "flat", "exact-ivf", "hnsw", "ivf-flat", "ivf-pq"}
+    assert rows["flat"]["recall@10"] == 1.0 and rows["exact-ivf"]["recall@10"] == 1.0  # exact methods
+    assert rows["flat"]["scored_per_user"] < rows["exhaustive"]["scored_per_user"]
     for row in result["rows"]:
         assert {"catalog", "n_items", "users_per_s", "build_s", "index_bytes", "certified_share"} <= set(row)
     assert "| catalog |" in (tmp_path / "retrieval.md").read_text()
@@ -139,8 +139,8 @@ def test_bench_retrieval_on_a_named_dataset_fits_the_model_and_serves_its_users(
     result = run_retrieval(named, replace(RetrievalBenchConfig.quick(), users=20))
     assert {row["catalog"] for row in result.rows} == {"tiny"}
     assert {row["n_items"] for row in result.rows} == {50}
-    certified = next(row for row in result.rows if row["method"] == "certified")
-    assert certified["recall@10"] == 1.0
+    exact = [row for row in result.rows if row["method"] in ("flat", "exact-ivf")]
+    assert len(exact) == 2 and all(row["recall@10"] == 1.0 for row in exact)
 
 
 def test_artifact_extra_files_must_have_plain_unreserved_names(tmp_path):
