@@ -70,14 +70,14 @@ def taste_bases(item_factors: np.ndarray, n_bases: int) -> np.ndarray:
     factors = np.asarray(item_factors, dtype=np.float64)
     if not 1 <= n_bases <= factors.shape[1]:
         raise ValueError(f"n_bases must lie in 1..{factors.shape[1]} (the factor dimension), got {n_bases}")
-    _, _, directions = np.linalg.svd(factors, full_matrices=False)  # rows: principal directions of E^T E
-    principal = directions[:n_bases]  # (K, d)
-    loadings = factors @ principal.T  # (n_items, K)
-    strongest = np.argsort(-np.linalg.norm(loadings, axis=1), kind="stable")[:VARIMAX_ITEMS]
-    left, _, right = np.linalg.svd(varimax(loadings[strongest].astype(np.float32)).astype(np.float64))
-    rotation = left @ right  # (K, K), orthogonal to float64 precision
-    bases = rotation.T @ principal  # (K, d), orthonormal rows
-    loadings = factors @ bases.T  # (n_items, K)
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only contend (see varimax)
+        _, vectors = np.linalg.eigh(factors.T @ factors)  # ascending eigenvalues
+        principal = vectors[:, ::-1][:, :n_bases].T  # (K, d): the top principal directions of E^T E
+        loadings = factors @ principal.T  # (n_items, K)
+        strongest = np.argsort(-np.linalg.norm(loadings, axis=1), kind="stable")[:VARIMAX_ITEMS]
+        left, _, right = np.linalg.svd(varimax(loadings[strongest].astype(np.float32)).astype(np.float64))
+        bases = (left @ right).T @ principal  # (K, d), orthonormal rows: a rotation within the top-K subspace
+        loadings = factors @ bases.T  # (n_items, K)
     signs = np.where((loadings**3).sum(axis=0) < 0, -1.0, 1.0)
     order = np.argsort(-(loadings**2).sum(axis=0), kind="stable")
     return (bases * signs[:, None])[order].astype(np.float32)
