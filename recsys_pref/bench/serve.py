@@ -12,6 +12,8 @@ ends by itself), one route after the other:
     answer        POST /onboarding/{session}/answers                    (the first item shown; sessions
                                                                          are started outside the timing)
     interactions  POST /users/{id}/interactions                         (one random catalog item)
+    healthz       GET  /healthz: no model and no store, the ceiling of the HTTP stack and the
+                  client on this machine in the same run (first, so it reads the same load)
 
 A row per route reports requests/s (requests / wall time of the route's run), latency
 percentiles in ms and errors (non-2xx answers and failed connections). The reference, in the
@@ -26,6 +28,7 @@ profiles table and its index over the number of profiles (SQLite's dbstat).
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import tempfile
 import time
@@ -49,7 +52,7 @@ KEY = "bench-serve-key-0123456789"  # the run's own server: a fixed local key
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 COLUMNS = ["engine", "route", "items", "requests", "concurrency", "errors", "requests_per_s", "p50_ms", "p95_ms",
            "p99_ms", "state_bytes", "row_bytes", "disk_bytes"]
-ROUTES = ("user", "history", "answer", "interactions")
+ROUTES = ("healthz", "user", "history", "answer", "interactions")
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class ServeBenchConfig:
     items per stored user; k: recommendations per request; n_personas, n_bases: M and K = d of
     the persona model; reference: also run implicit's ALS on the user route."""
 
-    requests: int = 2000
+    requests: int = 1000
     concurrency: int = 32
     profiles: int = 1000
     history: int = 20
@@ -142,6 +145,10 @@ class Workload:
         """send(client, worker) for `route`: the timed request's latency, or None on an error."""
         k = self.config.k
 
+        async def healthz(client: httpx.AsyncClient, number: int) -> float | None:
+            response, elapsed = await _timed(client.get(f"{url}/healthz"))
+            return elapsed if response.status_code == 200 else None
+
         async def user(client: httpx.AsyncClient, number: int) -> float | None:
             target = self.rng.choice(self.users)
             response, elapsed = await _timed(client.get(f"{url}/users/{target}/recommendations?k={k}&explain=true"))
@@ -172,7 +179,7 @@ class Workload:
                 self.sessions[slot] = (session[0], [item["item_id"] for item in reply["question"]["items"]])
             return elapsed if response.status_code == 200 else None
 
-        return {"user": user, "history": history, "interactions": interactions, "answer": answer}[route]
+        return {"healthz": healthz, "user": user, "history": history, "interactions": interactions, "answer": answer}[route]
 
     async def store_profiles(self, url: str) -> int:
         """Create every stored user through the interactions route; returns the failures."""
@@ -226,6 +233,7 @@ def run_serve(dataset: InteractionDataset, config: ServeBenchConfig, progress: b
                             progress=False)
     pipeline = PersonaPipeline.fit(dataset, persona)
     workload = Workload(pipeline, config)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as temporary, \
             tqdm(total=len(ROUTES) + config.reference, desc=f"serve on {dataset.name}", disable=not progress) as bar:
         directory = Path(temporary)
@@ -236,5 +244,7 @@ def run_serve(dataset: InteractionDataset, config: ServeBenchConfig, progress: b
             rows += _serve(model_dir, directory, "als", workload, ("user",), config, config.n_bases, bar)
     for row in rows:
         row["items"] = dataset.n_items
+    load = {"load_average_1m_before": load_before[0], "load_average_1m_after": os.getloadavg()[0],
+            "cpus": os.cpu_count()}  # other work on the machine shares its CPUs with server and client
     return BenchResult("serve", dataset.name, "bounded load on 127.0.0.1 (one server process, SQLite store)",
-                       asdict(config), rows, COLUMNS)
+                       asdict(config) | load, rows, COLUMNS)
