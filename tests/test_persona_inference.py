@@ -251,6 +251,13 @@ def test_empty_history_is_a_clear_error_in_fold_in(fitted: PersonaRecommender) -
         fitted.fold_in(sp.csr_matrix((2, 40), dtype=np.float32))
 
 
+def test_a_history_of_stored_zeros_is_empty(fitted: PersonaRecommender) -> None:
+    zeros = sp.csr_matrix((np.zeros(2, np.float32), np.array([1, 5]), np.array([0, 2])), shape=(1, 40))
+    with pytest.raises(ValueError, match="empty history"):
+        fitted.fold_in(zeros)
+    np.testing.assert_allclose(fitted.score(zeros), fitted.scorer.scores(fitted.prior_state()), rtol=1e-6)
+
+
 def test_unknown_item_columns_are_a_clear_error(fitted: PersonaRecommender) -> None:
     with pytest.raises(ValueError, match="item columns"):
         fitted.fold_in(sp.csr_matrix(np.ones((1, 41), np.float32)))

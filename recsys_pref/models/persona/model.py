@@ -172,7 +172,8 @@ class PersonaRecommender(Recommender):
         state bounds (onboarding builds its prior from raw states and bounds every state it
         scores, so the bounds apply once). ValueError on an empty history."""
         self._fitted()
-        matrix = check_user_items(user_items, self.n_items)
+        matrix = check_user_items(user_items, self.n_items).copy()
+        matrix.eliminate_zeros()  # a stored zero weight is no evidence
         empty = np.flatnonzero(np.diff(matrix.indptr) == 0)
         if len(empty):
             raise ValueError(f"cannot fold in users with an empty history (rows {empty[:10].tolist()}); "
@@ -185,7 +186,7 @@ class PersonaRecommender(Recommender):
         if self.network is not None:
             return self._encode(matrix, bounded)
         coefficients, prior_logits = infer_states(matrix, shared.rewards, self.inference_settings)
-        empty = np.diff(matrix.indptr) == 0
+        empty = np.asarray((matrix > 0).sum(axis=1)).ravel() == 0  # stored zeros are no history either
         coefficients[empty], prior_logits[empty] = prior.coefficients[0], prior.prior_logits[0]
         bounds = self.config.state_bounds
         if bounded and bounds.active:
