@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys_pref.bench.results import SUITES
+from recsys_pref.service import add_serve_command
 
 TRACEBACK_ENV = "RECSYS_PREF_TRACEBACK"
 #: --out of `recommend`: suffix -> format
@@ -324,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     onboard.add_argument("--k", type=_positive_int, default=10, help="recommendations to show")
     onboard.add_argument("--state-out", type=Path, default=None, help="save the final onboarding state (JSON)")
     onboard.set_defaults(handler=_cmd_onboard)
+
+    add_serve_command(commands)
 
     bench = commands.add_parser("bench", help="run a benchmark suite and write DIR/SUITE.json and DIR/SUITE.md")
     bench.add_argument("suite", choices=SUITES)

@@ -85,4 +85,8 @@ def run_suite(
         if seeds is not None:
             onboarding = replace(onboarding, seeds=tuple(range(seeds)))
         return run_onboarding(dataset, onboarding)
+    if suite == "serve":
+        from recsys_pref.bench.serve import ServeBenchConfig, run_serve
+
+        return run_serve(dataset, ServeBenchConfig.quick() if quick else ServeBenchConfig())
     raise NotImplementedError(f"bench suite {suite!r} is not available yet in this version")
