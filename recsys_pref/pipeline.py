@@ -39,6 +39,8 @@ from recsys_pref.data.dataset import IdMap, InteractionDataset, UnknownIdError, 
 from recsys_pref.explain.control import Control
 from recsys_pref.explain.explainer import Explainer, ItemExplanation
 from recsys_pref.explain.labels import PersonaDescription
+from recsys_pref.explain.summary import SummaryLength
+from recsys_pref.explain.summary_parser import state_from_summary
 from recsys_pref.models.artifact import ArtifactError, csr_arrays, csr_from_arrays, load_artifact, save_artifact
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender, PersonaState
 from recsys_pref.models.persona.scorer import ControlWeights
@@ -55,6 +57,7 @@ INDEX_FILE = "index.faiss"  # the candidate index inside the artifact directory
 MODEL_PREFIX = "model."  # the model's own arrays inside the pipeline's artifact
 FOLD_IN_BATCH = 4096  # users folded in at once when a pipeline is built (memory: batch x n_items)
 EXPLORATION_LABEL = "exploration: {}"
+VOCABULARY_USERS = 2000  # training users whose states define the summary vocabulary
 QUERY_SAMPLE = 2048  # known users whose states shape an exact IVF index's projection
 #: The one output schema of `recommend` (column -> meaning); `score` and `explain_many` return
 #: the candidate rows with the columns from "score" on (without rank and exploration).
@@ -303,8 +306,16 @@ class PersonaPipeline:
 
     @cached_property
     def explainer(self) -> Explainer:
-        """Base labels, persona descriptions and explanations for this model (explain.explainer)."""
-        return Explainer.for_items(self.model.scorer, self.items, self.histories)
+        """Base labels, persona descriptions, explanations and the summary vocabulary (learned from
+        a seeded sample of VOCABULARY_USERS training users) for this model (explain.explainer)."""
+        explainer = Explainer.for_items(self.model.scorer, self.items, self.histories)
+        active = np.flatnonzero(np.diff(self.histories.indptr) > 0)
+        sample = np.sort(np.random.default_rng(0).choice(active, min(VOCABULARY_USERS, len(active)), replace=False))
+        titles = [str(title) for title in self.items["title"].to_list()] if "title" in self.items.columns else None
+        try:
+            return explainer.with_vocabulary(self.model.fold_in(self.histories[sample]), titles)
+        except ValueError:  # too little data for any label to enter a vocabulary: descriptive summaries
+            return explainer
 
     def _frame(
         self, batch: UserBatch, slate: Slate, weights: ControlWeights | None,
@@ -447,10 +458,20 @@ class PersonaPipeline:
         return ItemExplanation.of(explained, described[0], user, self._item_names)
 
     def summary(
-        self, user: Any, *, history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error"
+        self, user: Any, *, history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error",
+        length: SummaryLength = "sentence",
     ) -> str:
-        """One or two sentences describing `user`'s personas by label and weight (explain.summary)."""
-        return self.explainer.summaries(self.user_batch([user], history, unknown_users).state)[0]
+        """`user`'s personas by label and weight, at `length` ("clause", "sentence" or "three"
+        sentences): the text `state_from_summary` reads back into the same state's summary, so
+        what a user reads is what the system can use (explain.summary)."""
+        return self.explainer.summaries(self.user_batch([user], history, unknown_users).state, length)[0]
+
+    def state_from_summary(self, text: str | bytes) -> PersonaState:
+        """The state a summary (possibly edited: "less Horror", "no Musicals") describes, to serve
+        with `recommend(..., states=)` (explain.summary_parser; SummaryError on bad text)."""
+        if self.explainer.vocabulary is None:
+            raise ValueError("this model's training data gave no summary vocabulary: summaries cannot be read back")
+        return state_from_summary(text, self.explainer.vocabulary, self.model.config.n_personas)
 
     def personas(
         self, user: Any, *, history: pl.DataFrame | None = None, unknown_users: UnknownUsers = "error",

@@ -5,9 +5,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys_pref.data import UnknownIdError
+from recsys_pref.data import UnknownIdError, make_synthetic
 from recsys_pref.explain.control import Control
-from recsys_pref.models.persona import PersonaState
+from recsys_pref.models.persona import PersonaConfig, PersonaState
+from recsys_pref.pipeline import PersonaPipeline
 from recsys_pref.safeguards import SafeguardsConfig
 
 SCORE_COLUMNS = ["user_id", "item_id", "score", "persona", "persona_label", "persona_weight", "score_share"]
@@ -119,3 +120,32 @@ def test_score_reranks_another_models_candidates(pipeline, dataset):
     best = reranked.group_by("user_id", maintain_order=True).head(1)
     expected = [pipeline.score(candidates.filter(pl.col("user_id") == user))["score"].max() for user in best["user_id"]]
     np.testing.assert_allclose(best["score"].to_numpy(), expected)
+
+
+@pytest.fixture(scope="module")
+def worded():
+    """A pipeline with enough data for a summary vocabulary (4 planted tastes, 300 users)."""
+    data = make_synthetic(n_users=300, n_items=120, n_personas=4, density=0.15, seed=1)
+    return data, PersonaPipeline.fit(data, PersonaConfig(n_personas=2, n_bases=8, embedding_dim=8, progress=False))
+
+
+def test_a_users_summary_reads_back_into_a_state_with_the_same_summary(worded):
+    data, pipeline = worded
+    user = data.user_ids.to_list()[0]
+    text = pipeline.summary(user)
+    state = pipeline.state_from_summary(text)
+    assert pipeline.explainer.summaries(state)[0] == text
+    assert pipeline.recommend([user], k=5, states=state).height == 5
+
+
+def test_summaries_come_in_three_lengths(worded):
+    data, pipeline = worded
+    user = data.user_ids.to_list()[0]
+    clause, sentence, three = (pipeline.summary(user, length=length) for length in ("clause", "sentence", "three"))
+    assert len(clause) <= len(sentence) <= len(three)
+
+
+def test_an_unreadable_summary_is_refused(worded):
+    _, pipeline = worded
+    with pytest.raises(ValueError, match="Western"):
+        pipeline.state_from_summary("Mostly Western (100%).")

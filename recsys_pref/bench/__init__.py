@@ -85,6 +85,13 @@ def run_suite(
         if seeds is not None:
             onboarding = replace(onboarding, seeds=tuple(range(seeds)))
         return run_onboarding(dataset, onboarding)
+    if suite == "carriers":
+        from recsys_pref.bench.carriers import CarriersBenchConfig, run_carriers
+
+        carriers = CarriersBenchConfig.quick() if quick else CarriersBenchConfig()
+        if seeds is not None:
+            carriers = replace(carriers, seeds=tuple(range(seeds)))
+        return run_carriers(dataset, carriers)
     if suite == "serve":
         from recsys_pref.bench.serve import ServeBenchConfig, run_serve
 
