@@ -197,3 +197,11 @@ def test_quick_sweep_reports_validation_metrics_for_each_persona_configuration(t
     assert configurations == [(1, 8, 1.0), (2, 8, 1.0), (2, 8, 3.0)]
     for row in document["rows"]:
         assert 0 < row["val_ndcg@100"] <= 1 and row["state_bytes"] == row["n_personas"] * (row["n_bases"] + 1) * 4
+
+
+def test_set_option_reaches_the_explanations_bench(tmp_path: Path) -> None:
+    code = main(["bench", "explanations", "--dataset", "synthetic", "--synthetic", "n_users=200", "--synthetic",
+                 "n_items=60", "--set", "responsibility_scale=10", "--out", str(tmp_path), "--quick"])
+    assert code == 0
+    config = json.loads((tmp_path / "explanations.json").read_text())["config"]
+    assert config["params"]["responsibility_scale"] == 10

@@ -59,6 +59,8 @@ def run_suite(
         from recsys_pref.bench.explanations import ExplanationsBenchConfig, run_explanations
 
         config = ExplanationsBenchConfig.quick() if quick else ExplanationsBenchConfig()
+        if overrides:  # --set KEY=VALUE reaches every model fitted here
+            config = replace(config, params=config.params | overrides)
         if models:
             config = replace(config, models=tuple(models))
         if seeds is not None:

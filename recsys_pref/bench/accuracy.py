@@ -99,8 +99,8 @@ def fit_and_evaluate(dataset: InteractionDataset, split: Split, name: str, param
 def planted_recovery(model: PersonaRecommender, split: Split, truth: SyntheticTruth) -> dict[str, float]:
     """Recovery of the planted tastes and mixes, measured on the test users (folded in)."""
     state = model.fold_in(split.test.fold_in)
-    _, attention = model.explain_scores(state)  # (n, M, n_items)
-    rewards = model.persona_queries(state) @ model.item_embeddings.T  # rho_um(i): (n, M, n_items)
+    terms = model.scorer.terms(state)
+    attention, rewards = terms.attention, terms.rho  # (n, M, n_items) each: alpha_um(i), rho_um(i)
     test_truth = replace(truth, user_mix=truth.user_mix[split.test.users])
     distance, uniform = mix_recovery(rewards, attention, test_truth)
     return {"direction_cosine": direction_recovery(rewards, test_truth), "mix_tv": distance, "mix_tv_uniform": uniform}

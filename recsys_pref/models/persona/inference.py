@@ -59,6 +59,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from recsys_pref.models.persona.scorer import persona_rewards
+
 CHUNK_CELLS = 1 << 15  # (user, history item) cells per batch: with M=4, K=64 about 32 MB of float32
 MAX_CHUNK_USERS = 4096  # users per batch, whatever their history lengths
 CG_TOLERANCE = 1e-10  # relative residual energy at which a conjugate-gradient system counts as solved
@@ -230,11 +232,11 @@ def em_iterates(rewards: Tensor, gram: Tensor, history: History, settings: Infer
     coefficients = single.expand(-1, settings.n_personas, -1).contiguous()
     for step in range(settings.em_iterations + 1):
         if step:
-            rho = coefficients @ item_rewards.transpose(1, 2)  # (B, M, L)
+            rho = persona_rewards(coefficients, item_rewards)  # (B, M, L): the scorer's rho_um(i)
             gamma = responsibilities(rho, log_weights, history, settings.responsibility_scale)
         log_weights = persona_weights(gamma, history, settings.pseudocount)
         if step < settings.em_iterations and settings.cg_steps:
-            rho = coefficients @ item_rewards.transpose(1, 2) if step == 0 else rho
+            rho = persona_rewards(coefficients, item_rewards) if step == 0 else rho
             coefficients = refine_personas(coefficients, rho, gram, item_rewards, history, gamma,
                                            settings.regularization, settings.cg_steps)
         else:
