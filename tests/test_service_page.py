@@ -52,11 +52,19 @@ def server(pipeline, tmp_path_factory):
 def _submit(browser, element) -> None:
     """Click a form's button and wait until the browser has left the page (each form POST
     answers with a redirect to a new page)."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def left_the_page(_) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:  # stale, or (mid-navigation) "node does not belong to the document"
+            return True
+        return False
+
     element.click()
-    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(element))
+    WebDriverWait(browser, 60).until(left_the_page)
+    WebDriverWait(browser, 60).until(lambda driver: driver.execute_script("return document.readyState") == "complete")
 
 
 def _listed(browser) -> list[str]:
