@@ -153,6 +153,38 @@ def test_delete_stops_serving_a_user_of_the_model(client):
     assert client.get("/users/3/recommendations", headers=AUTH).status_code == 404
 
 
+def test_muting_every_persona_is_refused_and_leaves_the_profile(client, store):
+    client.post(f"/users/{NEW_USER}/interactions", headers=AUTH, json={"items": [1, 2, 3]})
+    before = snapshot(store)
+    answer = client.patch(f"/users/{NEW_USER}/profile", headers=AUTH, json={"personas": {"0": 0, "1": 0}})
+    assert answer.status_code == 422 and "every persona" in answer.text
+    assert snapshot(store) == before
+    assert client.get(f"/users/{NEW_USER}/recommendations", headers=AUTH).status_code == 200
+
+
+def test_a_persona_muted_by_label_is_stored_by_id(client):
+    client.post(f"/users/{NEW_USER}/interactions", headers=AUTH, json={"items": [1, 2, 3, 30, 31]})
+    labels = [persona["label"] for persona in client.get(f"/users/{NEW_USER}/profile", headers=AUTH).json()["personas"]]
+    patched = client.patch(f"/users/{NEW_USER}/profile", headers=AUTH, json={"personas": {labels[0]: 0}})
+    named = [str(m) for m, name in enumerate(labels) if name == labels[0]]
+    if len(named) == len(labels):  # the label names every persona: muting it would mute the user
+        assert patched.status_code == 422
+    else:
+        assert patched.json()["control"]["personas"] == {m: 0.0 for m in named}
+
+
+def test_score_refuses_a_deleted_user_even_with_a_history(client):
+    assert client.delete("/users/3", headers=AUTH).status_code == 200
+    answer = client.post("/score", headers=AUTH, json={"candidates": [{"user_id": 3, "item_id": 5}],
+                                                       "history": [{"user_id": 3, "item_id": 7}]})
+    assert answer.status_code == 404
+
+
+@pytest.mark.parametrize("user", ["--5", "%C2%B2", "1" * 40])
+def test_malformed_integer_ids_get_a_422(client, user):
+    assert client.get(f"/users/{user}/profile", headers=AUTH).status_code == 422
+
+
 def test_healthz_needs_no_key_and_metrics_count_routes(client):
     assert client.get("/healthz").status_code == 200
     client.get("/users/3/recommendations", headers=AUTH)

@@ -12,6 +12,7 @@ Where a user's state comes from, first match wins:
 """
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from recsys_pref.data.dataset import UnknownIdError
-from recsys_pref.explain.control import Control
+from recsys_pref.explain.control import Control, resolve
 from recsys_pref.explain.summary import persona_mix
 from recsys_pref.onboarding.session import Onboarder, OnboardingConfig, OnboardingError, OnboardingState, build_onboarder
 from recsys_pref.onboarding.questions import QuestionConfig
@@ -33,6 +34,7 @@ from recsys_pref.service.settings import ServiceConfig
 from recsys_pref.service.store import Profile, ProfileStore, Session, StaleWrite
 
 MAX_CONTROL_WEIGHT = 4.0  # mute/boost weights run from 0 (mute) to this (a strong boost)
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: what int() takes and int64 holds
 EXPLANATION_COLUMNS = ("persona", "persona_label", "persona_weight", "score_share", "because_you_liked")
 SAFEGUARDS = ("off", "all")
 KNOWN_STATE_CACHE = 65536  # model users whose folded-in state is kept in memory
@@ -117,7 +119,7 @@ class ProfileService:
     @staticmethod
     def _parse_id(value: Any, dtype: pl.DataType, field: str, kind: str) -> Any:
         if dtype.is_integer():
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            if isinstance(value, str) and WHOLE_NUMBER.fullmatch(value.strip()):
                 value = int(value)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise invalid(f"{field}: {kind} ids of this model are whole numbers, got {value!r}", field)
@@ -193,19 +195,26 @@ class ProfileService:
         return results
 
     def _rank(self, resolved: dict[Any, Resolved | ServiceError], k: int, safeguards: SafeguardsConfig | None
-              ) -> dict[Any, list[dict[str, Any]]]:
-        """Rows per user, one engine call per distinct control setting."""
+              ) -> dict[Any, list[dict[str, Any]] | ServiceError]:
+        """Rows per user, one engine call per distinct control setting; a group whose call fails
+        gets that error for its users only."""
         groups: dict[str, list[Any]] = {}
         for user, found in resolved.items():
             if isinstance(found, Resolved):
                 groups.setdefault(repr(found.control), []).append(user)
-        rows: dict[Any, list[dict[str, Any]]] = {}
+        rows: dict[Any, list[dict[str, Any]] | ServiceError] = {}
         for members in groups.values():
             first = resolved[members[0]]
             assert isinstance(first, Resolved)
             states = np.stack([resolved[user].state for user in members])  # type: ignore[union-attr]
-            frame = self.engine.recommend(members, states, [resolved[user].items for user in members],  # type: ignore[union-attr]
-                                          k, control_from_json(first.control), safeguards)
+            try:
+                frame = self.engine.recommend(members, states, [resolved[user].items for user in members],  # type: ignore[union-attr]
+                                              k, control_from_json(first.control), safeguards)
+            except ValueError as error:  # this group's stored control no longer applies: its users alone fail
+                for user in members:
+                    rows[user] = conflict(f"user {user!r}: the stored mute/boost no longer applies ({error}); "
+                                          "reset it with PATCH /users/{user_id}/profile")
+                continue
             for user in members:
                 rows[user] = []
             for row in frame.to_dicts():
@@ -249,6 +258,9 @@ class ProfileService:
         extra = [(self.parse_user(user, f"body.history[{row}].user_id"), self.parse_item(item, f"body.history[{row}].item_id"))
                  for row, (user, item) in enumerate(history)]
         given = {user for user, _ in extra}
+        deleted = self.store.forgotten_among([str(user) for user in given if self._knows(user)])
+        if deleted:
+            raise not_found(f"no user {sorted(deleted)[0]!r}: deleted", "body.history")
         resolved = self.resolve([user for user in dict.fromkeys(users) if user not in given])
         for user, found in resolved.items():
             if isinstance(found, ServiceError):
@@ -311,10 +323,13 @@ class ProfileService:
             merged = {kind: dict(map(tuple, found.control.get(kind, []))) for kind in ("personas", "bases")}
             for kind, targets in updates.items():
                 for target, weight in targets.items():
-                    merged[kind].pop(target, None)
-                    if weight != 1.0:
-                        merged[kind][target] = weight
                     self._check_target(found.state, kind, target, weight)
+                    # a persona label is stored as the ids it names now: labels move with fold-in
+                    for key in self._persona_ids(found.state, target) if kind == "personas" else [target]:
+                        merged[kind].pop(key, None)
+                        if weight != 1.0:
+                            merged[kind][key] = weight
+            self._check_control(found.state, merged)
             control = {kind: sorted(values.items(), key=repr) for kind, values in merged.items() if values}
             profile = found.stored
             self.store.put_profile(str(user), found.state, map(str, found.items), control,
@@ -330,7 +345,7 @@ class ProfileService:
                     0.0 <= weight <= MAX_CONTROL_WEIGHT):
                 raise invalid(f"{field}.{name}: a weight from 0 (mute) to {MAX_CONTROL_WEIGHT} (boost), 1 resets; "
                               f"got {weight!r}", f"{field}.{name}")
-            targets[int(name) if name.isdigit() else name] = float(weight)
+            targets[int(name) if WHOLE_NUMBER.fullmatch(name) and not name.startswith("-") else name] = float(weight)
         return targets
 
     def _check_target(self, state: np.ndarray, kind: str, target: int | str, weight: float) -> None:
@@ -340,6 +355,23 @@ class ProfileService:
             self.pipeline.explainer.control_weights(self.engine.states(state[None]), control)  # type: ignore[attr-defined]
         except ValueError as error:
             raise invalid(f"body.{kind}.{target}: {error}", f"body.{kind}.{target}") from None
+
+    def _persona_ids(self, state: np.ndarray, target: int | str) -> list[int]:
+        """The ids of this user's personas that `target` (an id or a label) names."""
+        if isinstance(target, int):
+            return [target]
+        labels = [persona.label for persona in self.pipeline.explainer.describe(self.engine.states(state[None]))[0]]  # type: ignore[attr-defined]
+        return resolve(target, labels, "persona")
+
+    def _check_control(self, state: np.ndarray, merged: dict[str, dict[Any, float]]) -> None:
+        """422 unless the user's whole control leaves at least one persona unmuted."""
+        control = Control(personas=merged["personas"], bases=merged["bases"])
+        try:
+            weights = self.pipeline.explainer.control_weights(self.engine.states(state[None]), control)  # type: ignore[attr-defined]
+            if weights is not None:
+                weights.resolved(1, self.engine.n_personas, self.engine.n_bases)  # type: ignore[attr-defined]
+        except ValueError as error:
+            raise invalid(f"body: {error}", "body") from None
 
     def forget(self, user_value: Any) -> dict[str, Any]:
         """Delete a user's profile, raw interactions and sessions; a user of the model's own
