@@ -201,13 +201,16 @@ class PersonaPipeline:
             missing = {"user_id", "item_id"} - set(history.columns)
             if missing:
                 raise ValueError(f"history needs columns user_id and item_id; missing {sorted(missing)}")
-            positions = {user: position for position, user in enumerate(users)}
+            positions: dict[Any, list[int]] = {}  # a user asked for twice gets the history in both rows
+            for position, user in enumerate(users):
+                positions.setdefault(user, []).append(position)
             frame = history.filter(pl.col("user_id").is_in(users))
+            items = self.item_ids.to_index(frame["item_id"].to_numpy())
+            pairs = [(position, item) for user, item in zip(frame["user_id"].to_list(), items)
+                     for position in positions[user]]
             extra = sp.csr_matrix(
-                (
-                    np.ones(frame.height, np.float32),
-                    ([positions[user] for user in frame["user_id"].to_list()], self.item_ids.to_index(frame["item_id"].to_numpy())),
-                ),
+                (np.ones(len(pairs), np.float32),
+                 ([position for position, _ in pairs], [item for _, item in pairs])),
                 shape=matrix.shape,
             )
             matrix = (matrix + extra).minimum(1.0).tocsr()

@@ -149,3 +149,12 @@ def test_an_unreadable_summary_is_refused(worded):
     _, pipeline = worded
     with pytest.raises(ValueError, match="Western"):
         pipeline.state_from_summary("Mostly Western (100%).")
+
+
+def test_a_user_asked_for_twice_gets_the_history_in_both_rows(pipeline, dataset):
+    items = dataset.item_ids.to_list()
+    history = pl.DataFrame({"user_id": [9999] * 4, "item_id": items[:4]})
+    frame = pipeline.recommend([9999, 9999], k=3, history=history)
+    first, second = frame[:3], frame[3:]
+    assert first["item_id"].to_list() == second["item_id"].to_list()
+    assert not set(frame["item_id"].to_list()) & set(items[:4])

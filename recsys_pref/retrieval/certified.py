@@ -11,8 +11,10 @@ filtered) and rescores the rest exactly with attention (`PersonaScorer.scores`).
 lowest bound <y_um, x_i> in persona m's list (its N-th score, computed exactly from the
 catalog, not taken from the index): every item outside all lists has s(u, i) <= T = max_m t_m.
 So when the K-th best rescored candidate scores above T, no item outside the lists can enter
-the top-K and the result *is* exhaustive scoring's top-K (ties included: they are broken by
-the lower item index in both). Otherwise N is doubled and the user retried; past
+the top-K and the result *is* exhaustive scoring's top-K set. Within it, scores are the
+scorer's for the gathered candidates, which may differ from the catalog-wide computation in
+the last float32 bits (measured: up to 4e-6), so two items closer than that may be ordered
+differently than exhaustive scoring orders them; true ties go to the lower item index in both. Otherwise N is doubled and the user retried; past
 `max_candidates` the user falls back to exhaustive scoring, so every result is exact.
 
 Floating point: the index computes <y, x> in float32 in its own order, the rescoring in

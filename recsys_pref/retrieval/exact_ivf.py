@@ -13,8 +13,9 @@ with x', y' and the cell bound U from `retrieval.cells`. Per batch of users:
 4. the top-K of all rescored items is the answer.
 
 An item left out has a bound below t - margin <= (final K-th score) - margin, so its score is
-strictly below the K-th: the answer equals exhaustive scoring's, ties included (both break
-them by the lower item index). No list is widened and nothing falls back: exact by
+strictly below the K-th: the answer is exhaustive scoring's top-K set (its order may differ
+from the catalog-wide computation only between items whose float32 scores are within rounding,
+up to 4e-6 measured; true ties go to the lower item index in both). No list is widened and nothing falls back: exact by
 construction, for every index built this way.
 
 Floating point: bounds and scores are float32 sums of products; each carries a relative error
