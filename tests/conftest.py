@@ -10,6 +10,7 @@ The fast loop leaves out the slow end-to-end tests: `python -m pytest -q -m "not
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Callable
 
 from typing import TYPE_CHECKING
@@ -104,3 +105,23 @@ def random_items() -> sp.csr_matrix:
     dense = (rng.random((60, 40)) < 0.2).astype(np.float32)
     dense[np.arange(60), rng.integers(0, 40, 60)] = 1.0
     return sp.csr_matrix(dense)
+
+
+@pytest.fixture()
+def notebook_outputs(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], list]:
+    """notebook_outputs(name): execute notebooks/NAME top to bottom (inline plots, as in
+    Jupyter) and return its code cells' outputs; an error output fails the test."""
+    def run(name: str) -> list:
+        import nbclient
+        import nbformat
+
+        path = Path(__file__).resolve().parents[1] / "notebooks" / name
+        monkeypatch.delenv("MPLBACKEND", raising=False)
+        notebook = nbformat.read(path, as_version=4)
+        nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}}).execute()
+        outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+        assert not [output for output in outputs if output.output_type == "error"]
+        return outputs
+
+    return run
