@@ -67,6 +67,10 @@ class PersonaEngine:
 
     def __init__(self, pipeline: PersonaPipeline, model_hash: str) -> None:
         self.pipeline, self.model_hash = pipeline, model_hash
+        # Built now, not by the first request: the labels, the summary vocabulary and the index
+        # took the first requests' latency to seconds (bench serve's p99 on its first route).
+        pipeline.explainer.bases  # noqa: B018
+        pipeline.retriever  # noqa: B018
         config = pipeline.model.config
         self.n_personas, self.n_bases = config.n_personas, pipeline.model.shared.n_bases
         self.state_size = self.n_personas * (self.n_bases + 1)
