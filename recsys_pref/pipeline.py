@@ -395,11 +395,11 @@ class PersonaPipeline:
         weights = self.explainer.control_weights(batch.state, control, described)
         if with_support:
             explained, _ = self.explainer.explain(batch.state, batch.histories, padded, weights, described)
-            attention, shares, scores = explained.attention, explained.shares, explained.scores
+            parts = explained
         else:
-            terms = self.model.scorer.terms(batch.state, np.maximum(padded, 0), weights)
-            attention, shares, scores = terms.attention, terms.shares, terms.scores
-        persona = attention.argmax(axis=1)[user_index, slot]
+            parts = self.model.scorer.terms(batch.state, np.maximum(padded, 0), weights)
+        attention, shares, scores = parts.attention, parts.shares, parts.scores
+        persona = parts.persona[user_index, slot]  # the explaining persona, by the scorer's one rule
         columns = {
             "score": scores[user_index, slot].astype(np.float32),
             "persona": persona.astype(np.int32),

@@ -8,6 +8,7 @@ on a split's test users.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ from recsys_pref.explain.labels import (
     BaseLabel,
     PersonaDescription,
     base_labels,
+    catalog_tag_counts,
     describe_personas,
     eligible_items,
     item_tag_lists,
@@ -41,6 +43,10 @@ class Explainer:
     eligible: np.ndarray
     vocabulary: SummaryVocabulary | None = None
     _bases: list[BaseLabel] | None = field(default=None, init=False, repr=False)
+    _tag_counts: Counter[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._tag_counts = catalog_tag_counts(self.item_tags)  # once: every label's lift divides by it
 
     @classmethod
     def for_items(cls, scorer: PersonaScorer, items: pl.DataFrame, training: sp.spmatrix) -> "Explainer":
@@ -54,12 +60,13 @@ class Explainer:
     def bases(self) -> list[BaseLabel]:
         """A label per shared base (computed on first use)."""
         if self._bases is None:
-            self._bases = base_labels(self.scorer, self.item_tags, self.eligible)
+            self._bases = base_labels(self.scorer, self.item_tags, self.eligible, catalog=self._tag_counts)
         return self._bases
 
     def describe(self, state: PersonaState) -> list[list[PersonaDescription]]:
         """Per user, a description of each persona."""
-        return describe_personas(self.scorer, state, self.item_tags, self.eligible, self.bases)
+        return describe_personas(self.scorer, state, self.item_tags, self.eligible, self.bases,
+                                 catalog=self._tag_counts)
 
     def explain(
         self, state: PersonaState, histories: sp.csr_matrix, items: np.ndarray, control: ControlWeights | None = None,

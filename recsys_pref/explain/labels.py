@@ -162,14 +162,15 @@ class BaseLabel:
 
 def base_labels(
     scorer: PersonaScorer, item_tags: Sequence[Sequence[str]], eligible: np.ndarray,
-    n_top: int = TOP_ITEMS, n_exemplars: int = 5,
+    n_top: int = TOP_ITEMS, n_exemplars: int = 5, catalog: Counter[str] | None = None,
 ) -> list[BaseLabel]:
-    """A label for each of the K bases (see the module docstring)."""
+    """A label for each of the K bases (see the module docstring); `catalog`:
+    catalog_tag_counts(item_tags), computed here when not given."""
     if len(item_tags) != len(eligible):
         raise ValueError(f"{len(item_tags)} items have tags but the eligibility mask covers {len(eligible)}")
     rewards = scorer.shared.rewards.T  # (K, n_items)
     top, bottom = _top(rewards, eligible, n_top), _top(-rewards, eligible, n_top)
-    catalog = catalog_tag_counts(item_tags)
+    catalog = catalog_tag_counts(item_tags) if catalog is None else catalog
     return [
         BaseLabel(k, label(item_tags, top[k], catalog=catalog), top_lift_tags(item_tags, top[k], catalog=catalog),
                   top[k, :n_exemplars].tolist(), label(item_tags, bottom[k], catalog=catalog))
@@ -200,12 +201,15 @@ class PersonaDescription:
 def describe_personas(
     scorer: PersonaScorer, state: PersonaState, item_tags: Sequence[Sequence[str]], eligible: np.ndarray,
     bases: Sequence[BaseLabel] | None = None, n_top: int = TOP_ITEMS, n_bases: int = 3,
+    catalog: Counter[str] | None = None,
 ) -> list[list[PersonaDescription]]:
     """Per user in `state`, a description of each persona (see the module docstring);
-    `bases` (from base_labels) adds the strongest bases' labels. This is the one labelling of
-    personas: the pipeline, `explain`, onboarding and the demo all name personas through it."""
+    `bases` (from base_labels) adds the strongest bases' labels; `catalog`:
+    catalog_tag_counts(item_tags), computed here when not given (serving passes it once). This
+    is the one labelling of personas: the pipeline, `explain`, onboarding and the demo all name
+    personas through it."""
     strengths = base_strengths(scorer, state, eligible)  # (n, M, K)
-    catalog = catalog_tag_counts(item_tags)
+    catalog = catalog_tag_counts(item_tags) if catalog is None else catalog
     described = []
     for user in range(len(state)):
         if user % DESCRIBE_BATCH == 0:  # each persona's own ranking rho_um(i) + b_i, a block of users at a time
