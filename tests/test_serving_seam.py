@@ -142,7 +142,8 @@ def test_summaries_come_in_three_lengths(worded):
     data, pipeline = worded
     user = data.user_ids.to_list()[0]
     clause, sentence, three = (pipeline.summary(user, length=length) for length in ("clause", "sentence", "three"))
-    assert len(clause) <= len(sentence) <= len(three)
+    assert len(clause) < len(sentence) < len(three)
+    assert three.startswith(sentence) and clause in sentence
 
 
 def test_an_unreadable_summary_is_refused(worded):
