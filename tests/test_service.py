@@ -247,6 +247,33 @@ def test_migrate_refolds_profiles_for_the_new_model(model_dir, store, dataset, t
     np.testing.assert_allclose(migrated.store.get_profile(str(NEW_USER)).state, expected, rtol=1e-5, atol=1e-6)
 
 
+
+def _dying_migration(store) -> None:
+    raise RuntimeError("the machine went down midway")
+
+
+def test_an_interrupted_migration_is_refused_by_the_old_model_too(store):
+    from recsys_pref.service.store import ProfileStore
+
+    profiles = ProfileStore(f"sqlite:///{store}", state_size=10)
+    profiles.check_model("old-model")
+    with pytest.raises(RuntimeError, match="midway"):
+        profiles.check_model("new-model", migrate=_dying_migration)
+    for model in ("old-model", "new-model"):
+        with pytest.raises(StoreError, match="migration that did not finish"):
+            profiles.check_model(model)
+
+
+def test_an_interrupted_migration_completes_when_rerun(store):
+    from recsys_pref.service.store import ProfileStore
+
+    profiles = ProfileStore(f"sqlite:///{store}", state_size=10)
+    profiles.check_model("old-model")
+    with pytest.raises(RuntimeError):
+        profiles.check_model("new-model", migrate=_dying_migration)
+    profiles.check_model("new-model", migrate=lambda store: None)
+    assert profiles.model_hash() == "new-model"
+
 # -- bad input: a clear 4xx, the store unchanged ---------------------------------------------------
 def _pending(client) -> tuple[str, list[int]]:
     """A new session's id and the item ids its first question shows."""

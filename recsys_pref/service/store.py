@@ -35,6 +35,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 SCHEMA_VERSION = "1"
+#: service_meta's model_hash while a migration runs: this prefix, then the new model's hash
+MIGRATING = "migrating to "
 STATE_DTYPE = np.dtype("<f4")  # a state's numbers on disk: little-endian float32
 
 metadata = MetaData()
@@ -163,7 +165,11 @@ class ProfileStore:
     def check_model(self, model_hash: str, migrate: Callable[["ProfileStore"], None] | None = None) -> None:
         """Claim a new store for `model_hash`; refuse (StoreError) a store written for another
         model unless `migrate` is given, which is then run (it rewrites every state for this
-        model) before the store is marked as this model's."""
+        model) before the store is marked as this model's.
+
+        While a migration runs the store is marked as migrating to `model_hash`, so a migration
+        that dies midway (its states half old, half new) is refused by every model, the old one
+        included, until a migration is run to completion again."""
         with self.engine.begin() as connection:
             schema = connection.execute(select(service_meta.c.value).where(service_meta.c.key == "schema")).scalar()
             if schema is not None and schema != SCHEMA_VERSION:
@@ -171,12 +177,21 @@ class ProfileStore:
         stored = self.model_hash()
         if stored is not None and stored != model_hash:
             if migrate is None:
+                if stored.startswith(MIGRATING):
+                    raise StoreError(
+                        f"store {self.url} holds a migration that did not finish (to model "
+                        f"{stored.removeprefix(MIGRATING)[:12]}…): pass --migrate to refold its profiles for this model")
                 raise StoreError(
                     f"store {self.url} holds states of another model (hash {stored[:12]}…, this model "
                     f"{model_hash[:12]}…): pass --migrate to refold its profiles for this model, or use another store")
+            self._set_meta(model_hash=MIGRATING + model_hash)
             migrate(self)
+        self._set_meta(model_hash=model_hash, schema=SCHEMA_VERSION)
+
+    def _set_meta(self, **values: str) -> None:
+        """Write service_meta keys in one transaction."""
         with self.engine.begin() as connection:
-            for key, value in (("model_hash", model_hash), ("schema", SCHEMA_VERSION)):
+            for key, value in values.items():
                 connection.execute(delete(service_meta).where(service_meta.c.key == key))
                 connection.execute(insert(service_meta).values(key=key, value=value))
 
