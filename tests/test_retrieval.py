@@ -98,6 +98,18 @@ def test_a_catalog_scored_through_the_bound_rescores_fewer_items_than_it_holds()
     assert result.scored.max() < catalog.n_items / 10
 
 
+def test_the_certificate_margin_grows_with_the_magnitudes_the_scores_are_summed_from():
+    """Scores near 0 summed from terms near 1000: float32 error scales with |y| |x|, not |T|,
+    so a gap of 0.05 above the list's bound (1e-4 x (1 + |T|) would accept it) is not proof."""
+    scores = 0.5 - 0.01 * np.arange(50)  # (50,) spaced 0.01 apart, all within 0.1 of the best
+    embeddings = np.stack([np.r_[scores, 0.0], np.r_[np.zeros(50), -1.0]], axis=1)  # item 50 scores -1000
+    catalog = SharedSide(embeddings, np.zeros(51), np.eye(2), 1.0)
+    state = PersonaState(np.array([[[1.0, 1000.0]]]), np.zeros((1, 1)))
+    index = CandidateIndex.build(catalog.item_embeddings, catalog.item_bias)
+    result = certified_top_k(index, PersonaScorer(catalog), state, 1, config=CertifiedConfig(candidates=2))
+    assert result.ids[0, 0] == 0 and result.certified[0]
+    assert result.scored[0] > 2  # the first list (gap 0.01 < margin 0.1) was widened, not certified
+
 @pytest.mark.parametrize("factory", ["Flat", "HNSW8", "IVF4,Flat"])
 def test_index_round_trips_through_its_bytes(factory):
     rng = np.random.default_rng(3)

@@ -18,8 +18,11 @@ differently than exhaustive scoring orders them; true ties go to the lower item 
 `max_candidates` the user falls back to exhaustive scoring, so every result is exact.
 
 Floating point: the index computes <y, x> in float32 in its own order, the rescoring in
-another, so the comparison demands a margin of `tolerance * (1 + |T|)` above T; candidates
-that close to the bound are not certified but widened (a sound, slightly conservative test).
+another; each result is off by at most about (terms x 6e-8) of the magnitudes summed, which
+|y| |x| bounds (Cauchy-Schwarz), not |T| (a bound near 0 can be a sum of large terms that
+cancel). So the comparison demands a margin of `tolerance * (1 + |T| + max_m |y_um| max_i |x_i|)`
+above T, as `retrieval.exact_ivf` does; candidates that close to the bound are not certified but
+widened (a sound, slightly conservative test).
 
 The bound assumes each list *is* persona m's true top-N, which only an exact index ("Flat")
 guarantees. An approximate index (HNSW, IVF, PQ) may miss items of the true top-N, and then
@@ -130,6 +133,7 @@ def certified_top_k(
         return _exact_ivf(index, scorer, state, k, exclude, config, control)
     n = len(state)
     queries = scorer.queries(state, control)  # (n, M, d)
+    margins = config.tolerance * _product_scales(scorer, queries)  # (n,)
     ids, scores = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
     certified, scored = np.zeros(n, bool), np.zeros(n, np.int64)
     pending, length = np.arange(n), min(config.candidates, n_items)
@@ -139,7 +143,7 @@ def certified_top_k(
         for start in range(0, len(pending), batch_users):
             users = pending[start : start + batch_users]
             batch = _certify(index, scorer, _rows(state, users), queries[users], k, length,
-                             None if exclude is None else exclude[users], config.tolerance,
+                             None if exclude is None else exclude[users], config.tolerance, margins[users],
                              None if control is None else control.of_users(users))
             ok = batch.certified
             ids[users[ok]], scores[users[ok]], certified[users[ok]] = batch.ids[ok], batch.scores[ok], index.exact
@@ -186,10 +190,12 @@ def _certify(
     length: int,
     exclude: sp.csr_matrix | None,
     tolerance: float,
+    margins: np.ndarray,
     control: ControlWeights | None,
 ) -> RetrievalResult:
     """One round for a batch of B users: lists of `length` per persona, exact rescoring of
-    their merged non-excluded items, and the certificate."""
+    their merged non-excluded items, and the certificate. margins (B,): tolerance times each
+    user's bound on the magnitudes of <y_um, x_i> (module docstring)."""
     n_users, n_personas, dim = queries.shape
     lists = index.search(queries.reshape(-1, dim), length).reshape(n_users, n_personas, length)
     threshold = _list_thresholds(scorer.upper_bounds(state, lists, control), lists, scorer.shared.n_items).max(axis=1)  # (B,): T
@@ -208,9 +214,16 @@ def _certify(
         top_scores = np.pad(top_scores, ((0, 0), (0, k - top_scores.shape[1])), constant_values=-np.inf)
     n_kept = keep.sum(axis=1)
     with np.errstate(invalid="ignore"):  # inf - inf where T is infinite
-        bar = np.where(np.isfinite(threshold), threshold + tolerance * (1 + np.abs(threshold)), threshold)
+        bar = np.where(np.isfinite(threshold), threshold + tolerance * (1 + np.abs(threshold)) + margins, threshold)
     exact = np.where(n_kept >= k, top_scores[:, k - 1] > bar, threshold == -np.inf)
     return RetrievalResult(top_ids, top_scores.astype(np.float32), exact, np.zeros(n_users, bool), n_kept)
+
+
+def _product_scales(scorer: PersonaScorer, queries: np.ndarray) -> np.ndarray:
+    """max_m |y_um| max_i |x_i| per user (n,), with y_um = [q_um, 1] from queries (n, M, d)
+    and x_i = [e_i, b_i]: a bound on every |<y_um, x_i>| and on the terms that sum to it."""
+    largest_query = np.sqrt(np.einsum("umd,umd->um", queries, queries) + 1.0).max(axis=1)
+    return largest_query * scorer.shared.largest_item_norm
 
 
 def _list_thresholds(bounds: np.ndarray, lists: np.ndarray, n_items: int) -> np.ndarray:

@@ -93,6 +93,13 @@ class SharedSide:
         return int(self.bases.shape[0])
 
     @cached_property
+    def largest_item_norm(self) -> float:
+        """max_i |[e_i, b_i]|, computed once: with a query's norm it bounds the magnitude of
+        every score term (retrieval's float32 safety margins)."""
+        squared = np.einsum("id,id->i", self.item_embeddings, self.item_embeddings) + self.item_bias ** 2
+        return float(np.sqrt(squared.max(initial=0.0)))
+
+    @cached_property
     def rewards(self) -> np.ndarray:
         """r(i) = P e_i for every item (n_items, K), computed once."""
         return base_rewards(torch.from_numpy(self.item_embeddings), torch.from_numpy(self.bases)).numpy()
