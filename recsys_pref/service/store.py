@@ -28,8 +28,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import (
-    Column, Float, Integer, LargeBinary, MetaData, String, Table, Text, create_engine, delete, event, func, insert,
-    select, update,
+    Column, Float, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, create_engine, delete, event, func,
+    insert, select, update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +38,7 @@ SCHEMA_VERSION = "1"
 #: service_meta's model_hash while a migration runs: this prefix, then the new model's hash
 MIGRATING = "migrating to "
 STATE_DTYPE = np.dtype("<f4")  # a state's numbers on disk: little-endian float32
+IN_CLAUSE_IDS = 10_000  # ids per IN (...) query: under SQLite's bound-parameter limit
 
 metadata = MetaData()
 service_meta = Table("service_meta", metadata, Column("key", String(64), primary_key=True),
@@ -254,6 +255,31 @@ class ProfileStore:
                 connection.execute(insert(interactions), [{"user_id": user_id, "item_id": item, "created_at": now}
                                                           for item in appended])
         return version
+
+    def put_states(self, states: Sequence[tuple[str, np.ndarray, Iterable[str]]]) -> int:
+        """Write many users' (user_id, state (D,), items) in ONE transaction (a batch fold-in's
+        chunk: all of it is stored or none): new users get version 1, stored users keep their
+        control and get version + 1 (a concurrent optimistic writer then sees StaleWrite).
+        Rewriting the same states is harmless, so a rerun of a chunk may repeat it. Returns rows."""
+        now = time.time()
+        rows = {user_id: {"state": encode_state(state), "items": json.dumps(sorted(set(items))), "updated_at": now}
+                for user_id, state, items in states}
+        with self.engine.begin() as connection:
+            stored: set[str] = set()
+            keys = list(rows)
+            for start in range(0, len(keys), IN_CLAUSE_IDS):
+                stored.update(connection.execute(select(profiles.c.user_id).where(
+                    profiles.c.user_id.in_(keys[start : start + IN_CLAUSE_IDS]))).scalars())
+            new = [{"user_id": key, "control": None, "version": 1} | row for key, row in rows.items() if key not in stored]
+            if new:
+                connection.execute(insert(profiles), new)
+            if stored:
+                connection.execute(
+                    update(profiles).where(profiles.c.user_id == bindparam("key")).values(
+                        state=bindparam("state"), items=bindparam("items"), updated_at=bindparam("updated_at"),
+                        version=profiles.c.version + 1),
+                    [{"key": key} | rows[key] for key in stored])
+        return len(rows)
 
     def forget(self, user_id: str, tombstone: bool) -> bool:
         """Delete `user_id`'s profile, raw interactions and sessions in one transaction;
