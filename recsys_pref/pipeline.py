@@ -303,9 +303,10 @@ class PersonaPipeline:
 
     @cached_property
     def slate_builder(self) -> SlateBuilder:
-        """The safeguards' reranker for this model and its items' genres."""
+        """The safeguards' reranker for this model and its items' genres; the training
+        interactions per item stand for the population's exposure (the exposure penalty)."""
         genres = self.items["genres"].to_list() if "genres" in self.items.columns else None
-        return SlateBuilder.for_model(self.model, genres)
+        return SlateBuilder.for_model(self.model, genres, item_exposure=np.asarray(self.histories.sum(axis=0)).ravel())
 
     @cached_property
     def explainer(self) -> Explainer:
