@@ -77,7 +77,7 @@ def run_suite(
         if seeds is not None:
             config = replace(config, seeds=tuple(range(seeds)))
         if sweep:
-            return run_safeguards_sweep(dataset, config, sweep_variants((0.1,), exploration_shares=(0.1,)) if quick
+            return run_safeguards_sweep(dataset, config, sweep_variants((0.1,), candidates=(30,)) if quick
                                         else None)
         return run_safeguards(dataset, config)
     if suite == "onboarding":

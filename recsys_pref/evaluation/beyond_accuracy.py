@@ -92,12 +92,23 @@ def gini_exposure(recommended: np.ndarray, n_items: int, k: int) -> float:
     """
     if n_items < 1:
         raise ValueError(f"n_items must be >= 1, got {n_items}")
-    exposure = np.sort(np.asarray(slate_matrix(recommended, n_items, k).sum(axis=0)).ravel())
-    total = exposure.sum()
+    return gini(np.asarray(slate_matrix(recommended, n_items, k).sum(axis=0)).ravel())
+
+
+def gini(exposure: np.ndarray) -> float:
+    """Gini coefficient of non-negative exposure counts (n_items,), zeros included (Chaney et
+    al., RecSys 2018, measure the popularity concentration of a feedback loop with it): 0 when
+    every item has the same exposure, (n_items - 1) / n_items when one item has all of it.
+    Counts summed over chunks of users give the population's Gini. NaN when all are zero."""
+    values = np.sort(np.asarray(exposure, dtype=np.float64).ravel())
+    if values.size == 0 or values.min() < 0:
+        raise ValueError("exposure must be a non-empty vector of non-negative counts")
+    total = values.sum()
     if total == 0:
         return float("nan")
+    n_items = values.size
     ranks = np.arange(1, n_items + 1, dtype=np.float64)
-    return float(2.0 * (ranks @ exposure) / (n_items * total) - (n_items + 1.0) / n_items)
+    return float(2.0 * (ranks @ values) / (n_items * total) - (n_items + 1.0) / n_items)
 
 
 def popularity_lift(

@@ -38,6 +38,9 @@ class SafeguardsConfig:
         the bases the user has seen least (safeguards.exploration); 0 = off.
     exploration_base_share: share of the K bases, the least seen, that those items may come
         from (at least one base).
+    exposure_penalty: weight in [0, 1] of a population-level term: each candidate's relevance
+        (scaled to [0, 1]) loses this times its exposure relative to the most exposed item
+        (safeguards.slate; needs the builder's item_exposure); 0 = off.
     """
 
     calibration_lambda: float = 0.0
@@ -49,6 +52,7 @@ class SafeguardsConfig:
     min_base_entropy: float = 0.0
     exploration_share: float = 0.0
     exploration_base_share: float = 0.125
+    exposure_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calibrate_over", tuple(self.calibrate_over))
@@ -56,13 +60,18 @@ class SafeguardsConfig:
         unknown = sorted(set(self.calibrate_over) - set(CATEGORY_SYSTEMS))
         if unknown:
             problems.append(f"calibrate_over has unknown system(s) {unknown}; valid: {', '.join(CATEGORY_SYSTEMS)}")
-        for name in ("calibration_lambda", "exploration_share", "exploration_base_share"):
+        for name in ("calibration_lambda", "exploration_share", "exploration_base_share", "exposure_penalty"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if not 0.0 < self.calibration_alpha <= 1.0:
             problems.append(f"calibration_alpha must lie in (0, 1], got {self.calibration_alpha}")
         if self.candidates < 1:
             problems.append(f"candidates must be >= 1, got {self.candidates}")
+        if self.calibration_lambda > 0 and not self.calibrate_over:
+            problems.append("calibration_lambda > 0 cannot be combined with an empty calibrate_over")
+        if self.exploration_share == 1.0 and (self.calibration_lambda > 0 or self.exposure_penalty > 0):
+            problems.append("exploration_share 1 gives every slot to exploration; it cannot be combined with "
+                            "calibration_lambda or exposure_penalty, which re-rank the other slots")
         if problems:
             raise ValueError("SafeguardsConfig: " + "; ".join(problems))
         self.state_bounds  # noqa: B018  (validates the bounds)
@@ -75,7 +84,8 @@ class SafeguardsConfig:
     @property
     def active(self) -> bool:
         """Whether any safeguard changes a slate."""
-        return self.calibration_lambda > 0 or self.exploration_share > 0 or self.state_bounds.active
+        return self.calibration_lambda > 0 or self.exploration_share > 0 or self.exposure_penalty > 0 or \
+            self.state_bounds.active
 
     @classmethod
     def preset(cls, name: str) -> "SafeguardsConfig":

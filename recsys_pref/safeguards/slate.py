@@ -42,11 +42,14 @@ class Slates:
 @dataclass
 class SlateBuilder:
     """A fitted persona model with what its safeguards need: item_bases (n_items, K) the items'
-    base distributions and item_genres (n_items, G) their genre distributions (None: no genres)."""
+    base distributions, item_genres (n_items, G) their genre distributions (None: no genres) and
+    item_exposure (n_items,) how often the population has been shown (or has consumed) each item
+    lately, which the exposure penalty reads (None: that safeguard cannot be used)."""
 
     model: PersonaRecommender
     item_bases: np.ndarray
     item_genres: np.ndarray | None
+    item_exposure: np.ndarray | None = None
 
     @property
     def scorer(self) -> PersonaScorer:
@@ -57,18 +60,34 @@ class SlateBuilder:
         return self.scorer.shared.n_items
 
     @classmethod
-    def for_model(cls, model: PersonaRecommender, genres: list[list[str]] | None = None) -> "SlateBuilder":
-        """genres: per item its genre names (None or all empty: no genre calibration)."""
+    def for_model(cls, model: PersonaRecommender, genres: list[list[str]] | None = None,
+                  item_exposure: np.ndarray | None = None) -> "SlateBuilder":
+        """genres: per item its genre names (None or all empty: no genre calibration);
+        item_exposure: see the class docstring (e.g. the training interactions per item)."""
         item_genres = None
         if genres is not None and any(genres):
             if len(genres) != model.n_items:
                 raise ValueError(f"{len(genres)} items have genres but the model has {model.n_items} items")
             item_genres = item_category_matrix(genres)[0]
-        return cls(model, base_distributions(model.shared.rewards), item_genres)
+        return cls(model, base_distributions(model.shared.rewards), item_genres)._with(item_exposure)
 
     def with_model(self, model: PersonaRecommender) -> "SlateBuilder":
-        """The same genres with another (for example retrained) model and its base distributions."""
-        return SlateBuilder(model, base_distributions(model.shared.rewards), self.item_genres)
+        """The same genres and exposure with another (for example retrained) model and its base
+        distributions."""
+        return SlateBuilder(model, base_distributions(model.shared.rewards), self.item_genres, self.item_exposure)
+
+    def with_exposure(self, item_exposure: np.ndarray) -> "SlateBuilder":
+        """The same model with the population's current exposure per item (n_items,)."""
+        return self._with(item_exposure)
+
+    def _with(self, item_exposure: np.ndarray | None) -> "SlateBuilder":
+        if item_exposure is not None:
+            item_exposure = np.asarray(item_exposure, np.float64)
+            if item_exposure.shape != (self.n_items,) or not np.isfinite(item_exposure).all() or \
+                    item_exposure.min() < 0:
+                raise ValueError(f"item_exposure must be {self.n_items} finite non-negative counts, "
+                                 f"got shape {item_exposure.shape}")
+        return SlateBuilder(self.model, self.item_bases, self.item_genres, item_exposure)
 
     @classmethod
     def for_dataset(cls, model: PersonaRecommender, dataset: InteractionDataset) -> "SlateBuilder":
@@ -107,6 +126,8 @@ class SlateBuilder:
             pool = self._pool(state, max(config.candidates, k), exclude, banned_items, control)
         n_explore = int(round(config.exploration_share * k))
         n_ranked = k - n_explore
+        if config.exposure_penalty > 0:
+            pool = self._exposure_penalised(pool, config.exposure_penalty)
         if config.calibration_lambda > 0 and n_ranked > 0:
             items = self._calibrated(state, pool, histories, n_ranked, config, control)
         else:
@@ -128,6 +149,24 @@ class SlateBuilder:
               control: ControlWeights | None) -> tuple[np.ndarray, np.ndarray]:
         """Each user's top `size` items by score over the whole catalog (ids, scores)."""
         return top_k(self.scorer.scores(state, control=control), size, exclude=exclude, banned_items=banned_items)
+
+    def _exposure_penalised(self, pool: tuple[np.ndarray, np.ndarray], penalty: float
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        """The pool re-ordered by relevance - penalty * exposure: relevance is the score min-max
+        scaled to [0, 1] per user (calibration.scaled_relevance), exposure the item's share of
+        the most exposed item's (in [0, 1]). A population-level term: items everyone is shown
+        give way to the user's next best ones (Abdollahpouri et al.'s popularity-aware reranking,
+        with exposure for popularity). The returned pool's values are these adjusted relevances."""
+        if self.item_exposure is None:
+            raise ValueError("exposure_penalty needs the population's item exposure: build the SlateBuilder "
+                             "with item_exposure (for_model(..., item_exposure=) or with_exposure)")
+        ids, scores = pool
+        usable = ids >= 0
+        relevance = scaled_relevance(np.where(usable, scores, scores[:, :1]))
+        share = self.item_exposure / max(float(self.item_exposure.max()), 1e-12)
+        adjusted = np.where(usable, relevance - penalty * share[np.maximum(ids, 0)], -np.inf)
+        order = np.argsort(-adjusted, axis=1, kind="stable")
+        return np.take_along_axis(ids, order, axis=1), np.take_along_axis(adjusted, order, axis=1)
 
     def _calibrated(
         self, state: PersonaState, pool: tuple[np.ndarray, np.ndarray], histories: sp.csr_matrix, k: int,
