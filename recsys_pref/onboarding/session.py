@@ -12,8 +12,14 @@ and plain enough for a web or batch flow to persist as JSON between requests.
 
 Answers: an item shown by the pending question (the one chosen), "none" (choice questions:
 none of these), "tie" (pair questions: no preference) or "unknown" (don't know any of them:
-no update, and the shown items leave the pool when it is a choice question, where "don't
-know" means every shown item is unknown).
+no update). No item is shown twice in one interview while the pool has unshown items.
+
+With an interview tree (onboarding.tree) the tree asks first: the state records the tree's
+identity and the node of every question asked on it (`path`), and which questions asked
+about kinds (`kinds`: their options are bases, not items), so a resumed session asks exactly
+the same next question. Off the tree the posterior and `config.questions.strategy` take over.
+With a tree, rankings and persona descriptions come from the tree's state: the exact fold-in
+of the items chosen (a kind's exemplars for a kind) plus the last tree node's pooled history.
 """
 from __future__ import annotations
 
@@ -31,10 +37,14 @@ from recsys_pref.core.ranking import top_k
 from recsys_pref.explain.explainer import Explainer
 from recsys_pref.onboarding.posterior import NONE, TIE, Observation, Posterior, StateSpace, laplace
 from recsys_pref.onboarding.questions import QuestionConfig, question_pool, select_question
-from recsys_pref.models.persona import PersonaRecommender
+from recsys_pref.onboarding.tree import (
+    KIND, NONE_ANSWER, UNKNOWN_ANSWER, InterviewTree, fold_in_histories, model_fingerprint,
+)
+from recsys_pref.models.persona import PersonaRecommender, PersonaState
 
 ANSWER_WORDS = ("none", "tie", "unknown")
-STATE_VERSION = 1
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 states (no tree, no model fingerprint) still load
 
 
 class OnboardingError(ValueError):
@@ -67,8 +77,11 @@ class OnboardingState:
     """One user's onboarding, in dense item indices.
 
     mean (r,) and covariance (r, r): the posterior over the prior coordinates z.
-    questions: items shown per question, in order; answers: per answered question, the chosen
-    item or one of "none", "tie", "unknown". A question without an answer is pending.
+    questions: items shown per question, in order (bases for a kind question); answers: per
+    answered question, the chosen item (base) or one of "none", "tie", "unknown". A question
+    without an answer is pending. model: fingerprint of the model it belongs to; tree: identity
+    of the interview tree asking (None: no tree); path: the tree node of each question asked on
+    the tree (the first len(path) questions); kinds: positions of the kind questions.
     """
 
     question_type: str
@@ -78,6 +91,10 @@ class OnboardingState:
     questions: list[list[int]] = field(default_factory=list)
     answers: list[int | str] = field(default_factory=list)
     seed: int = 0
+    model: str | None = None
+    tree: str | None = None
+    path: list[int] = field(default_factory=list)
+    kinds: list[int] = field(default_factory=list)
 
     @property
     def pending(self) -> list[int] | None:
@@ -111,8 +128,8 @@ class OnboardingState:
         if not isinstance(data, dict):
             raise ValueError(f"not an onboarding state: expected a JSON object, got {type(data).__name__}")
         version = data.pop("version", None)
-        if version != STATE_VERSION:
-            raise ValueError(f"onboarding state version {version!r} is not {STATE_VERSION}")
+        if version not in READABLE_VERSIONS:
+            raise ValueError(f"onboarding state version {version!r} is not one of {READABLE_VERSIONS}")
         names = [item.name for item in fields(cls)]
         unknown, missing = sorted(set(data) - set(names)), [name for name in names[:4] if name not in data]
         if unknown or missing:
@@ -125,6 +142,15 @@ class OnboardingState:
         """ValueError naming the first field of the wrong type or value (see from_json)."""
         if self.question_type not in ("choice", "pair"):
             raise ValueError(f"onboarding state question_type must be 'choice' or 'pair', got {self.question_type!r}")
+        for name in ("model", "tree"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"onboarding state {name} must be a string or null, got {getattr(self, name)!r}")
+        for name in ("path", "kinds"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(_is_index(entry) for entry in value):
+                raise ValueError(f"onboarding state {name} must be a list of whole numbers >= 0, got {str(value)[:60]}")
+        if len(self.path) > len(self.questions) or any(position >= len(self.questions) for position in self.kinds):
+            raise ValueError("onboarding state path and kinds must refer to questions it holds")
         for name in ("max_questions", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or (name == "max_questions" and value < 1):
@@ -172,8 +198,8 @@ def observations(state: OnboardingState) -> list[Observation]:
     """The informative answers of `state` as likelihood terms ("unknown" gives none)."""
     result = []
     with_none = state.question_type == "choice"
-    for items, answer in zip(state.questions, state.answers):
-        if answer == "unknown":
+    for position, (items, answer) in enumerate(zip(state.questions, state.answers)):
+        if answer == "unknown" or position in state.kinds:
             continue
         outcome = {"none": NONE, "tie": TIE}.get(answer) if isinstance(answer, str) else items.index(answer)
         result.append(Observation(tuple(items), with_none, outcome))
@@ -185,7 +211,9 @@ def known_and_unknown(state: OnboardingState) -> tuple[set[int], set[int]]:
     they do not (every item of a choice question answered "don't know")."""
     known: set[int] = set()
     unknown: set[int] = set()
-    for items, answer in zip(state.questions, state.answers):
+    for position, (items, answer) in enumerate(zip(state.questions, state.answers)):
+        if position in state.kinds:
+            continue
         if isinstance(answer, int):
             known.add(answer)
             if state.question_type == "pair":
@@ -197,16 +225,19 @@ def known_and_unknown(state: OnboardingState) -> tuple[set[int], set[int]]:
     return known, unknown - known
 
 
-def recently_shown(state: OnboardingState, max_in_a_row: int = 2) -> set[int]:
-    """Items the next question leaves out so that a person is not shown the same title again and
-    again: every item of the last question when it was answered "don't know", and any item
-    already shown in each of the last `max_in_a_row` questions."""
-    left_out: set[int] = set()
-    if state.answers and state.answers[-1] == "unknown":
-        left_out |= set(state.questions[-1])
-    if len(state.questions) >= max_in_a_row:
-        left_out |= set.intersection(*(set(items) for items in state.questions[-max_in_a_row:]))
-    return left_out
+def shown_items(state: OnboardingState) -> set[int]:
+    """Every item shown so far (kind questions show bases, not items): the next question leaves
+    them out, so no item is shown twice in one interview."""
+    return {item for position, items in enumerate(state.questions) if position not in state.kinds for item in items}
+
+
+def answer_code(state: OnboardingState, position: int) -> int:
+    """Question `position`'s answer as a tree answer code: the chosen option's position,
+    NONE_ANSWER ("none", "tie") or UNKNOWN_ANSWER."""
+    answer = state.answers[position]
+    if isinstance(answer, str):
+        return UNKNOWN_ANSWER if answer == "unknown" else NONE_ANSWER
+    return state.questions[position].index(answer)
 
 
 def build_onboarder(
@@ -216,10 +247,12 @@ def build_onboarder(
     config: OnboardingConfig = OnboardingConfig(),
     items: pl.DataFrame | None = None,
     rank: int | None = None,
+    tree: InterviewTree | None = None,
 ) -> "Onboarder":
     """An Onboarder for `model`, fitted on the (n_users, n_items) positives `train`: the prior
     from the training users' states, the catalog (items seen in training), the pool from their
-    popularity, n_known = the median training history length."""
+    popularity, n_known = the median training history length; `tree`: an interview tree grown
+    for `model` (onboarding.tree) that asks first."""
     counts = np.diff(train.indptr)
     active = np.flatnonzero(counts > 0)
     if len(active) < 2:
@@ -230,7 +263,9 @@ def build_onboarder(
     space = StateSpace(model, raw_states, rank=rank, n_known=n_known, catalog=popularity > 0)
     pool = question_pool(popularity, space.rewards.numpy(), space.catalog, config.questions)
     explainer = Explainer.for_items(model.scorer, items, train) if items is not None else None
-    return Onboarder(space, pool, item_ids, config, items, n_known, explainer)
+    if tree is not None:
+        tree.check_model(model)
+    return Onboarder(space, pool, item_ids, config, items, n_known, explainer, tree, model)
 
 
 class Onboarder:
@@ -239,7 +274,9 @@ class Onboarder:
     space: the model as a function of the user state; pool: candidate item indices, most
     popular first; item_ids: external ids of the model's items; items: metadata frame (title,
     genres) in item order, or None; n_known: items a typical user knows (answerability);
-    explainer: names personas as everywhere else (explain.labels), None: "persona m".
+    explainer: names personas as everywhere else (explain.labels), None: "persona m"; tree and
+    model: the interview tree that asks first and the model (its fingerprint is recorded in each
+    state, and a tree's states are its fold-ins).
     """
 
     def __init__(
@@ -251,9 +288,16 @@ class Onboarder:
         items: pl.DataFrame | None = None,
         n_known: float = 50.0,
         explainer: Explainer | None = None,
+        tree: InterviewTree | None = None,
+        model: PersonaRecommender | None = None,
     ) -> None:
         if len(item_ids) != space.n_items:
             raise ValueError(f"item_ids has {len(item_ids)} items, the model {space.n_items}")
+        if tree is not None and model is None:
+            raise ValueError("an interview tree needs the model it was grown for")
+        self.tree, self.model = tree, model
+        self.tree_identity = tree.identity if tree is not None else None
+        self.fingerprint = model_fingerprint(model) if model is not None else None
         self.space, self.pool, self.item_ids, self.config = space, np.asarray(pool, np.int64), item_ids, config
         self.items, self.n_known, self.explainer = items, n_known, explainer
         genres = items["genres"].to_list() if items is not None and "genres" in items.columns else None
@@ -264,7 +308,8 @@ class Onboarder:
         """A fresh state at the population prior."""
         prior = Posterior.prior(self.space.rank)
         return OnboardingState(self.config.questions.question_type, self.config.max_questions,
-                               prior.mean.tolist(), prior.covariance.tolist(), seed=seed)
+                               prior.mean.tolist(), prior.covariance.tolist(), seed=seed,
+                               model=self.fingerprint, tree=self.tree_identity)
 
     def next_question(self, state: OnboardingState) -> list[Any]:
         """External ids of the next question's items (the pending one if unanswered); records it."""
@@ -277,14 +322,53 @@ class Onboarder:
             return state.pending
         if state.finished:
             raise OnboardingError(f"onboarding is finished: all {state.max_questions} questions are answered")
+        node = self.tree_question(state)
+        if node is not None:
+            assert self.tree is not None
+            if self.tree.nodes[node].kind == KIND:
+                state.kinds.append(len(state.questions))
+            state.path.append(node)
+            state.questions.append(list(self.tree.nodes[node].options))
+            return list(self.tree.nodes[node].options)
         known, unknown = known_and_unknown(state)
         rng = np.random.default_rng([state.seed, len(state.questions)])
+        left_out = unknown | shown_items(state)
+        if len(np.setdiff1d(self.pool, list(left_out))) < self.config.questions.shown:
+            left_out = unknown  # the pool is used up: items may come back (never a question)
         question = select_question(
             self.space, state.posterior, self.pool, {frozenset(items) for items in state.questions},
-            known, unknown | recently_shown(state), self.config.questions, self.n_known, rng,
+            known, left_out, self.config.questions, self.n_known, rng,
         )
         state.questions.append(list(question))
         return list(question)
+
+    def is_kind_question(self, state: OnboardingState) -> bool:
+        """True when the pending question asks about kinds (its options are bases)."""
+        return state.pending is not None and len(state.questions) - 1 in state.kinds
+
+    def reached_node(self, state: OnboardingState) -> int | None:
+        """The deepest tree node the answers so far lead to (None without a tree)."""
+        if self.tree is None:
+            return None
+        node = 0
+        for position, asked in enumerate(state.path):
+            if position >= len(state.answers):
+                break
+            following = self.tree.child(asked, answer_code(state, position))
+            if following is None:
+                break
+            node = following
+        return node
+
+    def tree_question(self, state: OnboardingState) -> int | None:
+        """The tree node that asks the next question, or None when the session is off the tree."""
+        if self.tree is None or len(state.path) < len(state.questions):
+            return None
+        node = self.reached_node(state)
+        assert node is not None
+        if self.tree.nodes[node].kind == "leaf" or node in state.path:
+            return None
+        return node
 
     def answer(self, state: OnboardingState, choice: Any) -> OnboardingState:
         """Record the answer to the pending question and update the posterior (returns `state`).
@@ -296,6 +380,9 @@ class Onboarder:
         if items is None:
             detail = "onboarding is finished" if state.finished else "call next_question first"
             raise OnboardingError(f"no question is pending: {detail}")
+        if self.is_kind_question(state):
+            state.answers.append(self._kind_code(choice, items))
+            return state
         state.answers.append(self._answer_code(choice, items, state.question_type))
         if state.answers[-1] != "unknown":
             posterior = laplace(self.space, observations(state), state.posterior.mean, self.config.newton_steps)
@@ -304,9 +391,20 @@ class Onboarder:
 
     def answer_index(self, state: OnboardingState, choice: int | str) -> OnboardingState:
         """`answer` with a dense item index instead of an external id."""
-        if isinstance(choice, str):
+        if isinstance(choice, str) or self.is_kind_question(state):
             return self.answer(state, choice)
+        if not isinstance(choice, (int, np.integer)) or not 0 <= int(choice) < self.space.n_items:
+            raise OnboardingError(f"answer index {choice!r} is not an item index of this model (0.."
+                                  f"{self.space.n_items - 1})")
         return self.answer(state, self.item_ids.to_external(np.array([choice]))[0].item())
+
+    def _kind_code(self, choice: Any, kinds: list[int]) -> int | str:
+        """A kind question's answer: a shown base, "none" or "unknown"."""
+        if isinstance(choice, str) and choice in ("none", "unknown"):
+            return choice
+        if isinstance(choice, (int, np.integer)) and not isinstance(choice, bool) and int(choice) in kinds:
+            return int(choice)
+        raise OnboardingError(f"answer {choice!r} is not one of the kinds shown {kinds} nor 'none' or 'unknown'")
 
     def _answer_code(self, choice: Any, items: list[int], question_type: str) -> int | str:
         if isinstance(choice, str) and choice in ANSWER_WORDS:
@@ -334,10 +432,71 @@ class Onboarder:
         if state.question_type != self.config.questions.question_type:
             raise ValueError(f"state asks {state.question_type} questions, this onboarder "
                              f"{self.config.questions.question_type} questions")
+        if state.model is not None and state.model != self.fingerprint and self.fingerprint is not None:
+            raise OnboardingError(f"state belongs to model {state.model}, this onboarder's model is {self.fingerprint}")
+        if state.tree != self.tree_identity:
+            raise OnboardingError(f"state was asked by interview tree {state.tree}, this onboarder uses "
+                                  f"{self.tree_identity}: start a new session")
+        self._check_path(state)
 
+    def _check_path(self, state: OnboardingState) -> None:
+        """OnboardingError unless the state's tree path is the one its answers lead to."""
+        if self.tree is None:
+            if state.path or state.kinds:
+                raise OnboardingError("state has a tree path but this onboarder has no interview tree")
+            return
+        expected, node = [], 0
+        for position in range(len(state.path)):
+            expected.append(node)
+            if position >= len(state.answers):
+                break
+            following = self.tree.child(node, answer_code(state, position))
+            if following is None:
+                break
+            node = following
+        kinds = [position for position, asked in enumerate(state.path) if self.tree.nodes[asked].kind == KIND]
+        options = [list(self.tree.nodes[asked].options) for asked in state.path]
+        if state.path != expected[: len(state.path)] or len(expected) < len(state.path) or kinds != state.kinds \
+                or options != state.questions[: len(state.path)]:
+            raise OnboardingError("state's tree path does not follow this interview tree from its answers")
     # -- results ----------------------------------------------------------------------------
+    def tree_history(self, state: OnboardingState) -> dict[int, float]:
+        """The tree's short history of a session: items chosen (weight 1; a kind's exemplars)
+        plus the pooled history of the deepest node reached."""
+        assert self.tree is not None
+        node = self.reached_node(state)
+        history = dict(self.tree.pooled(node if node is not None else 0))
+        for position, answer in enumerate(state.answers):
+            code = answer_code(state, position)
+            if position < len(state.path):
+                added = self.tree.answer_history(state.path[position], code)
+            else:
+                added = {int(answer): 1.0} if code >= 0 else {}
+            for item, weight in added.items():
+                history[item] = history.get(item, 0.0) + weight
+        return history
+
+    def persona_states(self, states: Sequence[OnboardingState]) -> PersonaState:
+        """Each session's persona state: the tree's fold-in (with a tree) or the posterior mean."""
+        if self.tree is None:
+            parts = [self.space.persona_state(np.array(state.mean)) for state in states]
+            return PersonaState(np.concatenate([part.coefficients for part in parts]),
+                                np.concatenate([part.prior_logits for part in parts]))
+        assert self.model is not None
+        rows = [self.tree_history(state) for state in states]
+        indptr = np.cumsum([0] + [len(row) for row in rows])
+        indices = np.array([item for row in rows for item in row], np.int64)
+        data = np.array([weight for row in rows for weight in row.values()], np.float32)
+        return fold_in_histories(self.model, sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.space.n_items)))
+
     def scores_and_attention(self, states: Sequence[OnboardingState]) -> tuple[np.ndarray, np.ndarray]:
-        """Scores (n, n_items) and attention (n, M, n_items) at each state's posterior mean."""
+        """Scores (n, n_items) and attention (n, M, n_items) at each state (the posterior mean,
+        or the tree's fold-in)."""
+        if self.tree is not None:
+            terms = self.space.scorer.terms(self.persona_states(states))
+            scores = np.array(terms.scores, dtype=np.float64)
+            scores[:, ~self.space.catalog] = -np.inf
+            return scores, np.asarray(terms.attention)
         z = torch.as_tensor(np.array([state.mean for state in states]), dtype=torch.float64)
         with torch.no_grad():
             scores, attention = self.space.scores_at(z)
@@ -352,7 +511,7 @@ class Onboarder:
         (S = L L^T); with no answer this is the training users' average taste, i.e. close to
         popularity, where the mean state alone is not. Items outside the catalog get -inf."""
         samples = self.config.predictive_samples
-        if samples == 0:
+        if samples == 0 or self.tree is not None:
             return self.scores_and_attention(states)[0]
         noise = torch.randn(samples, self.space.rank, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         catalog = torch.from_numpy(self.space.catalog)
@@ -369,14 +528,14 @@ class Onboarder:
     def persona_labels(self, state: OnboardingState) -> list[str]:
         """A label per persona of the posterior mean state, by the one labelling function
         (explain.labels.describe_personas) the pipeline, `explain` and the demo use."""
-        persona = self.space.persona_state(np.array(state.mean))
+        persona = self.persona_states([state])
         if self.explainer is None:
             return [f"persona {m}" for m in range(persona.coefficients.shape[1])]
         return [description.label for description in self.explainer.describe(persona)[0]]
 
     def persona_rewards(self, state: OnboardingState) -> np.ndarray:
         """rho_m(i) of the posterior mean state: (M, n_items)."""
-        return self.space.scorer.terms(self.space.persona_state(np.array(state.mean))).rho[0]
+        return self.space.scorer.terms(self.persona_states([state])).rho[0]
 
     def persona_mix(self, state: OnboardingState) -> list[tuple[str, float]]:
         """(label, share) per persona, share = its mean attention over the catalog, largest first."""
