@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from recsys_pref.batch.command import add_batch_command
 from recsys_pref.bench.results import SUITES
 from recsys_pref.service import add_serve_command
 
@@ -327,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     onboard.set_defaults(handler=_cmd_onboard)
 
     add_serve_command(commands)
+    add_batch_command(commands)
 
     bench = commands.add_parser("bench", help="run a benchmark suite and write DIR/SUITE.json and DIR/SUITE.md")
     bench.add_argument("suite", choices=SUITES)
