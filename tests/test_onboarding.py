@@ -241,10 +241,11 @@ def test_bench_onboarding_quick_writes_every_row_kind(tmp_path):
     assert code == 0
     rows = json.loads((tmp_path / "onboarding.json").read_text())["rows"]
     strategies = {row["strategy"] for row in rows}
-    assert {"adaptive", "random", "popular-pairs", "popularity", "fold-in-full", "ease-10-known", "latency"} <= strategies
+    assert {"learned-tree", "adaptive", "random", "popular-pairs", "popularity", "fold-in-full", "ease-known",
+            "persona-known", "latency"} <= strategies
     runs = [row for row in rows if row["strategy"] == "adaptive"]
     assert {(row["question_type"], row["oracle"]) for row in runs} == set(
-        itertools.product(("pair", "choice"), ("profile", "model")))
+        itertools.product(("pair", "choice"), ("profile", "model (upper bound)")))
     assert all(0 <= row["ndcg@10"] <= 1 and "mix_tv" in row for row in runs)
     assert all(row["selection_ms"] > 0 for row in rows if row["strategy"] == "latency")
 

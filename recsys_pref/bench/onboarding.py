@@ -23,11 +23,20 @@ Oracles:
   the softmax), and NDCG@10 then fell with more answers (adaptive choice 0.20 -> 0.14 from
   10 to 20 questions, 40 users).
 
+Strategies: `learned` is the interview tree (onboarding.tree) grown per seed on the training
+users only (their own held-out positives are its metric's targets; test users never take part),
+with the information criterion (`adaptive`) off the tree; `adaptive`, `random` and
+`popular-pairs` (the static list of the most popular items) are the issue-4 strategies. Every
+interview shows no item twice. `none@10` and `unknown@10` count the "none" and "don't know"
+answers among each interview's first 10 questions (mean per interview).
+
 Reference rows: `popularity`, `fold-in-full` (the persona model folding in the whole fold-in
-history), `persona-10-known` and `ease-10-known` (10 random fold-in positives as the history;
-the ranking still excludes the whole fold-in). Selection latency is measured on a synthetic
-10k-item model (2 threads). On `synthetic`, `mix_tv` is the total-variation distance between
-the inferred and the planted taste mix (evaluation.recovery).
+history: the ceiling), and at every checkpoint n >= 1 `persona-known` and `ease-known` (n
+random fold-in positives as the history; the ranking still excludes the whole fold-in).
+Selection latency is measured on a synthetic 10k-item model (one thread). On `synthetic`,
+`mix_tv` is the total-variation distance between the inferred and the planted taste mix
+(evaluation.recovery). The `model` oracle has seen the test users' targets: its rows are an
+upper bound, labelled `model (upper bound)`.
 """
 from __future__ import annotations
 
@@ -51,40 +60,48 @@ from recsys_pref.evaluation.recovery import mix_recovery
 from recsys_pref.models.ease import EASE
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
 from recsys_pref.onboarding.oracles import ModelOracle, ProfileOracle, known_ratings
-from recsys_pref.onboarding.questions import QUESTION_TYPES, STRATEGIES, QuestionConfig
+from recsys_pref.onboarding.questions import STRATEGIES, QuestionConfig
 from recsys_pref.onboarding.session import Onboarder, OnboardingConfig, OnboardingState, build_onboarder
+from recsys_pref.onboarding.tree import Interviewees, InterviewTree, TreeConfig, binary_preference, grow_tree
 
 ORACLES: tuple[str, ...] = ("profile", "model")
-STRATEGY_NAMES = {"adaptive": "adaptive", "random": "random", "popular": "popular-pairs"}
-COLUMNS = ["strategy", "question_type", "oracle", "questions", "ndcg@10", "recall@20", "answered", "select_ms"]
-OPTIONAL_COLUMNS = ["mix_tv", "mix_tv_uniform", "selection_ms", "selection_ms_p95", "update_ms"]
+ORACLE_NAMES = {"profile": "profile", "model": "model (upper bound)"}
+LEARNED = "learned"
+STRATEGY_NAMES = {LEARNED: "learned-tree", "adaptive": "adaptive", "random": "random", "popular": "popular-pairs"}
+COLUMNS = ["strategy", "question_type", "oracle", "questions", "ndcg@10", "recall@20", "answered", "none@10",
+           "unknown@10", "select_ms"]
+OPTIONAL_COLUMNS = ["tree_s", "tree_nodes", "tree_depth", "mix_tv", "mix_tv_uniform", "selection_ms",
+                    "selection_ms_p95", "update_ms"]
 
 
 @dataclass(frozen=True)
 class OnboardingBenchConfig:
     """seeds: one split and model each; max_users: test users sampled per seed; checkpoints:
-    question counts measured; strategies / question_types / oracles: the grid run; rank: the
-    posterior's subspace (None: the whole state); pool_size / choice_size: see QuestionConfig;
-    known_favourites: history size of the *-10-known references; max_epochs: cap on the persona
-    model's epochs (None: the default config's); latency_items: catalog of the latency model."""
+    question counts measured; strategies (`learned` and STRATEGIES) / question_types / oracles:
+    the grid run (`learned` asks choice questions only); rank: the posterior's subspace (None:
+    the whole state); pool_size / choice_size: see QuestionConfig; tree: how the interview tree
+    is grown; max_epochs: cap on the persona model's epochs (None: the default config's);
+    latency_items: catalog of the latency model."""
 
     seeds: tuple[int, ...] = (0,)
     max_users: int = 40
     checkpoints: tuple[int, ...] = (0, 1, 2, 3, 5, 10, 15, 20)
-    strategies: tuple[str, ...] = STRATEGIES
-    question_types: tuple[str, ...] = QUESTION_TYPES
-    oracles: tuple[str, ...] = ORACLES
+    strategies: tuple[str, ...] = (LEARNED, *STRATEGIES)
+    question_types: tuple[str, ...] = ("choice",)
+    oracles: tuple[str, ...] = ("profile",)
     rank: int | None = None
     pool_size: int = 200
     choice_size: int = 4
-    known_favourites: int = 10
+    tree: TreeConfig = TreeConfig()
     max_epochs: int | None = None
     latency_items: int = 10_000
 
     @classmethod
     def quick(cls) -> "OnboardingBenchConfig":
         """The reduced run used by tests."""
-        return cls(max_users=8, checkpoints=(0, 1, 3), max_epochs=3, latency_items=1000, pool_size=40)
+        return cls(max_users=8, checkpoints=(0, 1, 3), max_epochs=3, latency_items=1000, pool_size=40,
+                   oracles=ORACLES, question_types=("choice", "pair"),
+                   tree=TreeConfig(max_depth=3, min_users=10, pool_size=30))
 
 
 def _persona_config(config: OnboardingBenchConfig, seed: int) -> PersonaConfig:
@@ -129,27 +146,55 @@ def _sample_history(rows: sp.csr_matrix, size: int, rng: np.random.Generator) ->
 
 def reference_rows(
     model: PersonaRecommender, split: Split, users: np.ndarray, config: OnboardingBenchConfig, seed: int
-) -> dict[str, dict[str, float]]:
-    """Metrics of popularity, the full fold-in, and 10 known favourites (persona and EASE)."""
+) -> list[dict[str, Any]]:
+    """Rows of popularity and the full fold-in (questions None), and of n known favourites
+    (persona and EASE) at every checkpoint n >= 1 (each n its own random draw)."""
     fold_in = split.test.fold_in[users]
     popularity = np.asarray(split.train.sum(axis=0), dtype=np.float32).ravel()
-    known = _sample_history(fold_in, config.known_favourites, np.random.default_rng(seed))
     ease = EASE(l2=200.0).fit(split.train)
-    return {
-        "popularity": _ranking_metrics(np.repeat(popularity[None], len(users), axis=0), split, users),
-        "fold-in-full": _ranking_metrics(model.score(fold_in), split, users),
-        f"persona-{config.known_favourites}-known": _ranking_metrics(model.score(known), split, users),
-        f"ease-{config.known_favourites}-known": _ranking_metrics(ease.score(known), split, users),
-    }
+    rows = [{"strategy": "popularity", "questions": None}
+            | _ranking_metrics(np.repeat(popularity[None], len(users), axis=0), split, users),
+            {"strategy": "fold-in-full", "questions": None} | _ranking_metrics(model.score(fold_in), split, users)]
+    for n in (n for n in config.checkpoints if n > 0):
+        known = _sample_history(fold_in, n, np.random.default_rng([seed, n]))
+        rows.append({"strategy": "persona-known", "questions": n} | _ranking_metrics(model.score(known), split, users))
+        rows.append({"strategy": "ease-known", "questions": n} | _ranking_metrics(ease.score(known), split, users))
+    return rows
+
+
+def training_interviewees(dataset: InteractionDataset, split: Split, config: TreeConfig) -> Interviewees:
+    """The training users as interviewees: their positives and every rating they gave (binary
+    data: seen items, positives preferred)."""
+    active = np.flatnonzero(np.diff(split.train.indptr) > 0)
+    if dataset.positive_threshold is None:
+        preference, threshold = binary_preference(split.train[active], dataset.to_csr(dataset.interactions)[active])
+    else:
+        preference = dataset.to_csr(dataset.interactions, binary=False)[active]
+        threshold = dataset.positive_threshold
+    return Interviewees.from_training(split.train[active], preference, threshold, config.holdout_share,
+                                      np.random.default_rng(config.seed))
+
+
+def learn_tree(model: PersonaRecommender, dataset: InteractionDataset, split: Split, config: TreeConfig
+               ) -> tuple[InterviewTree, float]:
+    """The interview tree of one seed, grown on its training users only, and the seconds taken."""
+    started = time.perf_counter()
+    people = training_interviewees(dataset, split, config)
+    tree = grow_tree(model, people, split.catalog & (np.asarray(split.train.sum(axis=0)).ravel() > 0), config,
+                     progress=False)
+    return tree, time.perf_counter() - started
 
 
 def run_sessions(
     onboarder: Onboarder, oracles: list, pools: list[np.ndarray], checkpoints: tuple[int, ...]
 ) -> tuple[dict[int, list[OnboardingState]], float, float]:
     """Onboard each user with their oracle (their own pool); returns the states at every
-    checkpoint (copies), the share of questions answered informatively and the mean selection ms."""
+    checkpoint (copies) and the answer statistics: the share of questions answered
+    informatively, the mean "none" and "don't know" answers in the first 10 questions, the mean
+    selection ms."""
     snapshots: dict[int, list[OnboardingState]] = {n: [] for n in checkpoints}
     answered = asked = 0
+    nones = unknowns = 0
     select_s = 0.0
     question_type = onboarder.config.questions.question_type
     for user, (oracle, pool) in enumerate(zip(oracles, pools)):
@@ -163,11 +208,19 @@ def run_sessions(
             started = time.perf_counter()
             items = onboarder.next_question_indices(state)
             select_s += time.perf_counter() - started
-            reply = oracle(items, question_type)
+            if onboarder.is_kind_question(state):
+                assert onboarder.tree is not None
+                reply = oracle.kind(items, onboarder.tree.kind_items)
+            else:
+                reply = oracle(items, question_type)
             onboarder.answer_index(state, reply)
             asked += 1
             answered += reply != "unknown"
-    return snapshots, answered / max(asked, 1), 1000 * select_s / max(asked, 1)
+            nones += n < 10 and reply in ("none", "tie")
+            unknowns += n < 10 and reply == "unknown"
+    users = max(len(oracles), 1)
+    return snapshots, {"answered": answered / max(asked, 1), "none@10": nones / users, "unknown@10": unknowns / users,
+                       "select_ms": 1000 * select_s / max(asked, 1)}
 
 
 def _mix_error(onboarder: Onboarder, states: list[OnboardingState], dataset: InteractionDataset,
@@ -188,8 +241,11 @@ def benchmark_seed(dataset: InteractionDataset, config: OnboardingBenchConfig, s
     persona_config = _persona_config(config, seed)
     bar.set_postfix_str(f"seed {seed}: fitting the persona model")
     model = PersonaRecommender(persona_config).fit(split.train)
-    rows = [{"strategy": name, "questions": None} | metrics
-            for name, metrics in reference_rows(model, split, users, config, seed).items()]
+    rows = reference_rows(model, split, users, config, seed)
+    tree, tree_s = (None, 0.0)
+    if LEARNED in config.strategies:
+        bar.set_postfix_str(f"seed {seed}: growing the interview tree")
+        tree, tree_s = learn_tree(model, dataset, split, replace(config.tree, seed=seed))
     threshold = dataset.positive_threshold if dataset.positive_threshold is not None else -np.inf
     oracles: dict[str, list] = {}
     if "profile" in config.oracles:
@@ -197,10 +253,13 @@ def benchmark_seed(dataset: InteractionDataset, config: OnboardingBenchConfig, s
     pools_base = None
     for question_type in config.question_types:
         for strategy in config.strategies:
-            questions = QuestionConfig(question_type=question_type, strategy=strategy, pool_size=config.pool_size,
-                                       choice_size=config.choice_size)
+            if strategy == LEARNED and question_type != "choice":
+                continue
+            questions = QuestionConfig(question_type=question_type, strategy="adaptive" if strategy == LEARNED else strategy,
+                                       pool_size=config.pool_size, choice_size=config.choice_size)
             onboarder = build_onboarder(model, split.train, _identity_ids(split), OnboardingConfig(
-                questions, max_questions=max(config.checkpoints)), rank=config.rank)
+                questions, max_questions=max(config.checkpoints)), rank=config.rank,
+                tree=tree if strategy == LEARNED else None)
             if pools_base is None:
                 pools_base = onboarder.pool
                 if "model" in config.oracles:
@@ -209,11 +268,14 @@ def benchmark_seed(dataset: InteractionDataset, config: OnboardingBenchConfig, s
             pools = [pools_base[~np.isin(pools_base, split.test.targets[u].indices)] for u in users]
             for oracle_name in config.oracles:
                 bar.set_postfix_str(f"seed {seed}: {strategy} {question_type} {oracle_name}")
-                snapshots, answered, select_ms = run_sessions(onboarder, oracles[oracle_name], pools, config.checkpoints)
+                snapshots, statistics = run_sessions(onboarder, oracles[oracle_name], pools, config.checkpoints)
+                if strategy == LEARNED and tree is not None:
+                    statistics |= {"tree_s": tree_s, "tree_nodes": len(tree.nodes),
+                                   "tree_depth": int(tree.depths().max()) + 1}
                 for n, states in snapshots.items():
                     scores = onboarder.ranking_scores(states)
-                    row = {"strategy": STRATEGY_NAMES[strategy], "question_type": question_type, "oracle": oracle_name,
-                           "questions": n, "answered": answered, "select_ms": select_ms}
+                    row = {"strategy": STRATEGY_NAMES[strategy], "question_type": question_type,
+                           "oracle": ORACLE_NAMES[oracle_name], "questions": n} | statistics
                     row |= _ranking_metrics(scores, split, users)
                     if dataset.ground_truth is not None:
                         row |= _mix_error(onboarder, states, dataset, split.test.users[users])
@@ -254,7 +316,35 @@ def selection_latency(config: OnboardingBenchConfig, n_questions: int = 10) -> l
                      "pool_items": len(onboarder.pool), "selection_ms": 1000 * float(np.mean(select)),
                      "selection_ms_p95": 1000 * float(np.quantile(select, 0.95)),
                      "update_ms": 1000 * float(np.mean(update))})
-    return rows
+    return rows + ([learned_latency(config, model, dataset, n_questions)] if LEARNED in config.strategies else [])
+
+
+def learned_latency(config: OnboardingBenchConfig, model: PersonaRecommender, dataset: InteractionDataset,
+                    n_questions: int) -> dict[str, Any]:
+    """Selection milliseconds of the learned policy (tree, then the information criterion) on
+    the latency model, answers drawn at random, and the tree's growing seconds."""
+    started = time.perf_counter()
+    train = dataset.to_csr()
+    preference, threshold = binary_preference(train, train)
+    people = Interviewees.from_training(train, preference, threshold, config.tree.holdout_share,
+                                        np.random.default_rng(0))
+    tree = grow_tree(model, people, np.asarray(train.sum(axis=0)).ravel() > 0, config.tree, progress=False)
+    tree_s = time.perf_counter() - started
+    questions = QuestionConfig(pool_size=config.pool_size, choice_size=config.choice_size)
+    onboarder = build_onboarder(model, train, dataset.item_ids, OnboardingConfig(questions, max_questions=n_questions),
+                                rank=config.rank, tree=tree)
+    rng = np.random.default_rng(0)
+    state = onboarder.start()
+    select = []
+    for _ in range(n_questions):
+        started = time.perf_counter()
+        items = onboarder.next_question_indices(state)
+        select.append(time.perf_counter() - started)
+        onboarder.answer_index(state, int(rng.choice(items)))
+    return {"strategy": "latency", "question_type": "choice (learned-tree)", "oracle": "–", "questions": n_questions,
+            "catalog_items": config.latency_items, "pool_items": len(onboarder.pool),
+            "selection_ms": 1000 * float(np.mean(select)), "selection_ms_p95": 1000 * float(np.quantile(select, 0.95)),
+            "tree_s": tree_s, "tree_nodes": len(tree.nodes)}
 
 
 def run_onboarding(dataset: InteractionDataset, config: OnboardingBenchConfig, progress: bool = True) -> BenchResult:
@@ -268,7 +358,8 @@ def run_onboarding(dataset: InteractionDataset, config: OnboardingBenchConfig, p
 
 
 def _run_onboarding(dataset: InteractionDataset, config: OnboardingBenchConfig, progress: bool) -> BenchResult:
-    runs = len(config.strategies) * len(config.question_types) * len(config.oracles)
+    runs = sum(strategy != LEARNED or question_type == "choice" for strategy in config.strategies
+               for question_type in config.question_types) * len(config.oracles)
     per_seed: dict[tuple, list[dict[str, Any]]] = {}
     with tqdm(total=len(config.seeds) * runs, desc=f"onboarding on {dataset.name}", disable=not progress) as bar:
         for seed in config.seeds:

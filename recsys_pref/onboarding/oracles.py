@@ -12,6 +12,15 @@ import numpy as np
 
 from recsys_pref.data.dataset import InteractionDataset
 from recsys_pref.data.splits import Split
+from recsys_pref.onboarding.tree import NONE_ANSWER, kind_answers
+
+
+def kind_reply(liked: set[int], kinds: list[int], kind_items: list[list[int]]) -> int | str:
+    """The answer to "which of these kinds do you like?" (tree.kind_answers): the shown kind
+    (base) with the most of the person's liked items among its items, or "none"."""
+    counts = np.array([[sum(item in liked for item in kind_items[kind]) for kind in kinds]])
+    code = int(kind_answers(counts)[0])
+    return "none" if code == NONE_ANSWER else kinds[code]
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,10 @@ class ProfileOracle:
             return "tie" if first == second else best
         return best if self.ratings[best] >= self.threshold else "unknown"
 
+    def kind(self, kinds: list[int], kind_items: list[list[int]]) -> int | str:
+        """A kind question's answer from the liked ratings (see `kind_reply`)."""
+        return kind_reply({item for item, rating in self.ratings.items() if rating >= self.threshold}, kinds, kind_items)
+
 
 @dataclass(frozen=True)
 class ModelOracle:
@@ -46,6 +59,10 @@ class ModelOracle:
         if question_type == "choice" and self.scores[best] < self.none_level:
             return "none"
         return best
+
+    def kind(self, kinds: list[int], kind_items: list[list[int]]) -> int | str:
+        """A kind question's answer, the items at or above the none level counting as liked."""
+        return kind_reply(set(np.flatnonzero(self.scores >= self.none_level).tolist()), kinds, kind_items)
 
 
 def known_ratings(dataset: InteractionDataset, split: Split, users: np.ndarray) -> list[dict[int, float]]:
