@@ -100,14 +100,14 @@ def test_consumption_takes_only_slate_items_and_stops_at_no_choice():
 def test_simulator_is_deterministic_per_seed(simulation):
     config = SimulationConfig(rounds=2, drift=0.1, seed=3)
     first = simulation.run(SafeguardsConfig.preset("all"), config)
-    assert first == simulation.run(SafeguardsConfig.preset("all"), config)
-    assert first != simulation.run(SafeguardsConfig.preset("all"), replace(config, seed=4))
+    np.testing.assert_equal(first, simulation.run(SafeguardsConfig.preset("all"), config))  # NaN == NaN here
+    other = simulation.run(SafeguardsConfig.preset("all"), replace(config, seed=4))
+    assert [row["homogenization"] for row in first] != [row["homogenization"] for row in other]
 
 
-def test_ideal_recommender_without_drift_does_not_grow_homogenization(simulation):
+def test_ideal_recommender_has_full_ndcg_and_no_drift_without_drift(simulation):
     ideal = replace(simulation, builder=None)
     rows = ideal.run(SafeguardsConfig(), SimulationConfig(rounds=5, seed=0))
-    assert rows[-1]["homogenization"] <= rows[0]["homogenization"] + 1e-12
     assert all(row["ndcg@10"] == pytest.approx(1.0) for row in rows)
     assert all(row["taste_drift"] == pytest.approx(0.0, abs=1e-12) for row in rows)
 
@@ -163,8 +163,9 @@ def test_bench_safeguards_quick_writes_rows_and_a_plot(tmp_path):
                  "--synthetic", "n_items=80", "--out", str(tmp_path), "--quick"])
     assert code == 0
     result = json.loads((tmp_path / "safeguards.json").read_text())
-    assert {row["safeguards"] for row in result["rows"]} == {"off", "calibrated", "shrinkage", "exploration", "all"}
-    expected = {"safeguards", "round", "ndcg@10", "true_utility", "homogenization", "calibration_kl",
-                "persona_entropy", "coverage", "gini", "taste_drift"}
+    assert {row["safeguards"] for row in result["rows"]} == {"ideal", "off", "all"}
+    expected = {"safeguards", "round", "ndcg@10", "true_utility", "homogenization", "chaney_homogenization",
+                "calibration_kl", "persona_entropy", "narrowing", "polarization", "effective_clusters", "coverage",
+                "gini", "taste_drift"}
     assert expected <= set(result["rows"][0])
     assert (tmp_path / "safeguards.png").stat().st_size > 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys_pref.bench.safeguards import NOT_MEASURABLE, SafeguardsBenchConfig, target_check
+from recsys_pref.bench.safeguards import HARM, NOT_MEASURABLE, SafeguardsBenchConfig, target_check
 from recsys_pref.cli import main
 from recsys_pref.data import make_split, make_synthetic, SplitConfig
 from recsys_pref.evaluation.evaluate import evaluate, recommend_held_out
@@ -42,16 +42,17 @@ def model(split, config):
     return PersonaRecommender(config).fit(split.train)
 
 
-def rows(off: tuple[float, float], on: tuple[float, float], metric: str = "homogenization") -> list[dict]:
-    """Rounds 0 and 1 of "off" and "all" with `metric` at the given values and fixed others."""
-    fixed = {"ndcg@10": 1.0, "calibration_kl": 1.0, "homogenization": 0.1, "homogenization_vs_ideal": 0.0}
+def rows(off: tuple[float, float], on: tuple[float, float], metric: str = "chaney_homogenization") -> list[dict]:
+    """Rounds 0 and 1 of "off" and "all" with `metric` at the given values and every other
+    metric of HARM equal in both (std 0)."""
+    fixed = dict.fromkeys(HARM, 0.5)
     return [fixed | {"safeguards": name, "round": round_index, metric: values[round_index]}
             for name, values in (("off", off), ("all", on)) for round_index in (0, 1)]
 
 
 def test_target_check_calls_a_growth_target_not_measurable_when_off_does_not_grow():
     check = target_check(rows(off=(0.2, 0.1), on=(0.2, 0.05)), rounds=1)
-    assert check["homogenization_growth_met"] == NOT_MEASURABLE
+    assert check["chaney_homogenization_growth_met"] == NOT_MEASURABLE
 
 
 def test_target_check_meets_the_growth_target_only_at_half_of_offs_growth():
@@ -60,7 +61,15 @@ def test_target_check_meets_the_growth_target_only_at_half_of_offs_growth():
 
 
 def check_met(off, on):
-    return target_check(rows(off, on), rounds=1)["homogenization_growth_met"]
+    return target_check(rows(off, on), rounds=1)["chaney_homogenization_growth_met"]
+
+
+def test_target_check_lists_a_metric_worse_with_safeguards_on_beyond_seed_noise():
+    check = target_check(rows(off=(0.5, 0.5), on=(0.5, 0.4), metric="effective_clusters"), rounds=1)
+    assert check["worse"] == ["effective_clusters"] and check["no_metric_worse_met"] is False
+    noisy = [row | {"effective_clusters_std": 0.1} for row in rows(off=(0.5, 0.5), on=(0.5, 0.4),
+                                                                  metric="effective_clusters")]
+    assert target_check(noisy, rounds=1)["no_metric_worse_met"] is True
 
 
 def test_retraining_refits_the_model_every_n_rounds_and_rebuilds_its_bases(split, model, config):
@@ -72,7 +81,7 @@ def test_retraining_refits_the_model_every_n_rounds_and_rebuilds_its_bases(split
         refits.append(grown.copy())
         return PersonaRecommender(config).fit(sp.vstack([split.train, grown]).tocsr())
 
-    tastes = TrueTastes(np.random.default_rng(0).normal(size=(10, model.n_items)), model.shared.item_embeddings)
+    tastes = TrueTastes(model.shared.item_embeddings, utilities=np.random.default_rng(0).normal(size=(10, model.n_items)))
     simulation = Simulation(SlateBuilder.for_model(model), tastes, histories, retrain=refit)
     simulation.run(SafeguardsConfig(), SimulationConfig(rounds=4, retrain_every=2))
     assert len(refits) == 2
@@ -118,3 +127,4 @@ def test_bench_safeguards_sweep_quick_reports_costs_against_off(tmp_path):
     by_name = {row["safeguards"]: row for row in result["rows"]}
     assert by_name["off"]["ndcg_cost"] == pytest.approx(0.0)
     assert len(by_name) == 5 and all("calibration_kl_ratio" in row for row in by_name.values())
+    assert "validation" in result["protocol"]

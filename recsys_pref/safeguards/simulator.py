@@ -308,8 +308,9 @@ class _Loop:
                                                 "entropy_users", "drift", "persona_narrowing"), 0.0)
         exposure = np.zeros(n_items)
         new_consumption = []
-        for index, users in enumerate(chunks):
-            new_consumption.append(self._chunk(t, index, users, sums, exposure))
+        rng = np.random.default_rng([config.seed, t])  # drawn chunk after chunk: the same draws in any chunk size
+        for users in chunks:
+            new_consumption.append(self._chunk(t, users, sums, exposure, rng))
             bar.update()
         n = self.histories.shape[0]
         row = {"round": t, f"ndcg@{NDCG_K}": sums["ndcg"] / n, "true_utility": sums["utility"] / max(sums["slots"], 1),
@@ -327,7 +328,8 @@ class _Loop:
             self._advance(t, sp.vstack(new_consumption).tocsr(), exposure)
         return row
 
-    def _chunk(self, t: int, index: int, users: slice, sums: dict[str, float], exposure: np.ndarray) -> sp.csr_matrix:
+    def _chunk(self, t: int, users: slice, sums: dict[str, float], exposure: np.ndarray,
+               rng: np.random.Generator) -> sp.csr_matrix:
         """Slates, metrics and (before the last round) consumption of one chunk of users."""
         simulation, config = self.simulation, self.config
         initial = simulation.tastes.initial(users)  # (c, n_items)
@@ -360,7 +362,6 @@ class _Loop:
                 sums["kl_users"] += len(slate)
         if t == config.rounds:
             return sp.csr_matrix((len(slate), utilities.shape[1]), dtype=np.float32)
-        rng = np.random.default_rng([config.seed, t, index])
         return consume(slate, utilities, rng, config)
 
     def _history_persona_entropy(self, state, histories: sp.csr_matrix) -> np.ndarray:
