@@ -112,21 +112,21 @@ class SimulationConfig:
 class TrueTastes:
     """Each simulated user's true utility of every item (logits of their choice distribution),
     either dense (`utilities` (n, n_items)) or planted (`user_mix` (n, P) over P personas with
-    `log_choice` (P, n_items) each persona's log choice probabilities: U = log sum_p mix_p
-    exp(log_choice_p), built per chunk). item_embeddings (n_items, d): the truth's item vectors,
+    `choice` (P, n_items) each persona's choice probabilities: U = log sum_p mix_p choice_p, one
+    (c, P) x (P, n_items) product per chunk). item_embeddings (n_items, d): the truth's item vectors,
     whose cosine similarity drives taste drift."""
 
     item_embeddings: np.ndarray
     utilities: np.ndarray | None = None
     user_mix: np.ndarray | None = None
-    log_choice: np.ndarray | None = None
+    choice: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if (self.utilities is None) == (self.user_mix is None):
             raise ValueError("TrueTastes takes either utilities or user_mix with log_choice")
-        if self.user_mix is not None and (self.log_choice is None or self.user_mix.shape[1] != len(self.log_choice)):
-            raise ValueError("planted tastes need log_choice (P, n_items) matching user_mix (n, P)")
-        width = self.utilities.shape[1] if self.utilities is not None else self.log_choice.shape[1]
+        if self.user_mix is not None and (self.choice is None or self.user_mix.shape[1] != len(self.choice)):
+            raise ValueError("planted tastes need choice (P, n_items) matching user_mix (n, P)")
+        width = self.utilities.shape[1] if self.utilities is not None else self.choice.shape[1]
         if self.item_embeddings.shape[0] != width:
             raise ValueError(f"utilities cover {width} items but item_embeddings {self.item_embeddings.shape[0]}")
         if self.utilities is not None and (self.utilities.ndim != 2 or not np.isfinite(self.utilities).all()):
@@ -144,9 +144,7 @@ class TrueTastes:
         """(len(users), n_items) float64: the users' utilities at t = 0."""
         if self.utilities is not None:
             return np.asarray(self.utilities[users], np.float64)
-        with np.errstate(divide="ignore"):
-            log_mix = np.log(self.user_mix[users])  # (c, P), -inf for absent personas
-        return logsumexp(log_mix[:, :, None] + self.log_choice[None, :, :], axis=1)
+        return np.log(np.maximum(self.user_mix[users] @ self.choice, np.finfo(np.float64).tiny))
 
     @classmethod
     def planted(cls, dataset: InteractionDataset, users: np.ndarray | None = None,
@@ -158,8 +156,8 @@ class TrueTastes:
             raise ValueError(f"dataset {dataset.name!r} has no planted tastes (only `synthetic` has)")
         logits = truth.persona_vectors @ truth.item_embeddings.T / temperature  # (P, n_items)
         mix = truth.user_mix if users is None else truth.user_mix[users]
-        return cls(np.asarray(truth.item_embeddings, np.float64), user_mix=mix,
-                   log_choice=logits - logsumexp(logits, axis=1, keepdims=True))
+        return cls(np.asarray(truth.item_embeddings, np.float64), user_mix=np.asarray(mix, np.float64),
+                   choice=np.exp(logits - logsumexp(logits, axis=1, keepdims=True)))
 
     @classmethod
     def fitted(cls, model: PersonaRecommender, histories: sp.spmatrix) -> "TrueTastes":
