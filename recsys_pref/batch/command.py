@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,91 +62,123 @@ def add_batch_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     return batch
 
 
-def _open_model(args: argparse.Namespace) -> tuple[Any, str, str]:
+@dataclass(frozen=True)
+class Run:
+    """Where and how a job's chunks run (batch.engines.run_chunks)."""
+
+    engine: str = "local"
+    workers: int = 2
+    ray_address: str | None = None
+    progress: bool = True
+
+
+def _run_of(args: argparse.Namespace) -> Run:
+    return Run(args.engine, args.workers, args.ray_address, not args.no_progress)
+
+
+def _open_model(model_dir: Path, store: str | None, run: Run) -> tuple[Any, str, str]:
     """(pipeline, model hash, store URL), after checking the Ray address answers."""
     from recsys_pref.batch.engines import check_reachable
 
-    if args.engine == "ray" and args.ray_address:
-        check_reachable(args.ray_address)
+    if run.engine == "ray" and run.ray_address:
+        check_reachable(run.ray_address)
     from recsys_pref.pipeline import PersonaPipeline
     from recsys_pref.service.engine import artifact_hash
     from recsys_pref.service.store import default_store_url
 
-    pipeline = PersonaPipeline.load(args.model)
-    return pipeline, artifact_hash(args.model), args.store or default_store_url(args.model)
+    pipeline = PersonaPipeline.load(model_dir)
+    return pipeline, artifact_hash(model_dir), store or default_store_url(model_dir)
 
 
-def _ran(job: Any, chunks: list[dict[str, Any]], ledger: Any, args: argparse.Namespace) -> bool:
-    """Run the job's pending chunks; False (after one line on stderr) when some failed."""
-    from recsys_pref.batch.engines import ChunkError, run_chunks
-
-    try:
-        run_chunks(job, chunks, ledger, args.engine, args.workers, args.ray_address, progress=not args.no_progress)
-    except ChunkError as error:
-        print(f"recsys-pref batch {job.name}: {error}", file=sys.stderr)
-        return False
-    return True
-
-
-def fold_in_main(args: argparse.Namespace) -> int:
+def fold_in_file(model_dir: Path, interactions: Path, store: str | None = None, run: Run = Run(),
+                 work_dir: Path | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 positive_threshold: float | None = None) -> dict[str, Any]:
+    """The fold-in job (batch.fold_in) after checking every input; the ledger's totals and the
+    store URL. ChunkError (batch.engines) when chunks failed."""
+    from recsys_pref.batch.engines import run_chunks
     from recsys_pref.batch.fold_in import FoldInJob
     from recsys_pref.batch.ledger import ChunkLedger
     from recsys_pref.batch.source import InputError, check_schema, fingerprint, id_dtype, scan, sorted_chunks
     from recsys_pref.service.store import ProfileStore
 
-    pipeline, model_hash, store_url = _open_model(args)
-    frame = scan(args.interactions)
-    item_dtype = id_dtype(pipeline.item_ids.external)
-    check_schema(frame, args.interactions, item_dtype)
-    if args.positive_threshold is not None and "rating" not in frame.collect_schema():
-        raise InputError(f"{args.interactions}: --positive-threshold needs a rating column")
-    work_dir = args.work_dir or args.interactions.with_name(args.interactions.name + ".fold-in")
-    path, chunks = sorted_chunks(args.interactions, work_dir, args.chunk_rows)
-    store = ProfileStore(store_url, pipeline.model.config.state_size)
-    store.check_model(model_hash)  # claims a new store; StoreError for another model's
-    store.close()
+    pipeline, model_hash, store_url = _open_model(model_dir, store, run)
+    frame = scan(interactions)
+    check_schema(frame, interactions, id_dtype(pipeline.item_ids.external))
+    if positive_threshold is not None and "rating" not in frame.collect_schema():
+        raise InputError(f"{interactions}: --positive-threshold needs a rating column")
+    work_dir = work_dir or interactions.with_name(interactions.name + ".fold-in")
+    path, chunks = sorted_chunks(interactions, work_dir, chunk_rows)
+    profile_store = ProfileStore(store_url, pipeline.model.config.state_size)
+    profile_store.check_model(model_hash)  # claims a new store; StoreError for another model's
+    profile_store.close()
     plan = [chunk.to_dict() for chunk in chunks]
-    identity = {"job": "fold-in", "input": fingerprint(args.interactions), "model": model_hash, "store": store_url,
-                "chunk_rows": args.chunk_rows, "positive_threshold": args.positive_threshold}
+    identity = {"job": "fold-in", "input": fingerprint(interactions), "model": model_hash, "store": store_url,
+                "chunk_rows": chunk_rows, "positive_threshold": positive_threshold}
     ledger = ChunkLedger.open(work_dir, identity, plan)
-    job = FoldInJob(args.model, path, store_url, model_hash, args.positive_threshold)
-    if not _ran(job, plan, ledger, args):
-        return 1
-    totals = ledger.totals()
-    print(f"folded in {totals.get('users', 0)} users from {totals.get('rows', 0)} rows into {store_url} "
-          f"({len(chunks)} chunks; {totals.get('unknown_items', 0)} rows of unknown items and "
-          f"{totals.get('users_without_positives', 0)} users without a known positive skipped)")
-    return 0
+    job = FoldInJob(model_dir, path, store_url, model_hash, positive_threshold)
+    run_chunks(job, plan, ledger, run.engine, run.workers, run.ray_address, run.progress)
+    return ledger.totals() | {"chunks": len(plan), "store": store_url}
 
 
-def recommend_main(args: argparse.Namespace) -> int:
+def recommend_stored(model_dir: Path, users: str | Path, out: Path, store: str | None = None, run: Run = Run(),
+                     k: int = 10, chunk_users: int = DEFAULT_CHUNK_USERS) -> dict[str, Any]:
+    """The recommend job (batch.recommend) for a users file or "all" after checking every input;
+    the ledger's totals. ChunkError (batch.engines) when chunks failed."""
+    from recsys_pref.batch.engines import run_chunks
     from recsys_pref.batch.ledger import ChunkLedger
     from recsys_pref.batch.recommend import RecommendJob, file_chunks, read_user_ids, store_chunks
     from recsys_pref.batch.source import fingerprint
     from recsys_pref.service.store import ProfileStore, StoreError
 
-    pipeline, model_hash, store_url = _open_model(args)
-    store = ProfileStore(store_url, pipeline.model.config.state_size)
-    stored_hash = store.model_hash()
+    pipeline, model_hash, store_url = _open_model(model_dir, store, run)
+    profile_store = ProfileStore(store_url, pipeline.model.config.state_size)
+    stored_hash = profile_store.model_hash()
     if stored_hash is None:
         raise StoreError(f"store {store_url} holds no states yet: run `recsys-pref batch fold-in` first")
     if stored_hash != model_hash:
         raise StoreError(f"store {store_url} holds states of another model (hash {stored_hash[:12]}…, this model "
                          f"{model_hash[:12]}…)")
-    if args.users == "all":
-        chunks, users_identity = store_chunks(store, args.chunk_users), "all"
+    if str(users) == "all":
+        chunks, users_identity = store_chunks(profile_store, chunk_users), "all"
     else:
-        users_file = Path(args.users)
-        chunks, users_identity = file_chunks(store, read_user_ids(users_file), args.chunk_users), fingerprint(users_file)
-    store.close()
-    identity = {"job": "recommend", "users": users_identity, "model": model_hash, "store": store_url, "k": args.k,
-                "chunk_users": args.chunk_users}
+        chunks = file_chunks(profile_store, read_user_ids(Path(users)), chunk_users)
+        users_identity = fingerprint(Path(users))
+    profile_store.close()
+    identity = {"job": "recommend", "users": users_identity, "model": model_hash, "store": store_url, "k": k,
+                "chunk_users": chunk_users}
     plan = [{name: value for name, value in chunk.items() if name != "users"} for chunk in chunks]
-    ledger = ChunkLedger.open(args.out, identity, plan)
-    job = RecommendJob(args.model, store_url, model_hash, args.out, args.k)
-    if not _ran(job, chunks, ledger, args):
-        return 1
-    totals = ledger.totals()
+    ledger = ChunkLedger.open(out, identity, plan)
+    run_chunks(RecommendJob(model_dir, store_url, model_hash, out, k), chunks, ledger, run.engine, run.workers,
+               run.ray_address, run.progress)
+    return ledger.totals() | {"chunks": len(plan)}
+
+
+def _failed(name: str, error: Exception) -> int:
+    print(f"recsys-pref batch {name}: {error}", file=sys.stderr)
+    return 1
+
+
+def fold_in_main(args: argparse.Namespace) -> int:
+    from recsys_pref.batch.engines import ChunkError
+
+    try:
+        totals = fold_in_file(args.model, args.interactions, args.store, _run_of(args), args.work_dir, args.chunk_rows,
+                              args.positive_threshold)
+    except ChunkError as error:
+        return _failed("fold-in", error)
+    print(f"folded in {totals.get('users', 0)} users from {totals.get('rows', 0)} rows into {totals['store']} "
+          f"({totals['chunks']} chunks; {totals.get('unknown_items', 0)} rows of unknown items and "
+          f"{totals.get('users_without_positives', 0)} users without a known positive skipped)")
+    return 0
+
+
+def recommend_main(args: argparse.Namespace) -> int:
+    from recsys_pref.batch.engines import ChunkError
+
+    try:
+        totals = recommend_stored(args.model, args.users, args.out, args.store, _run_of(args), args.k, args.chunk_users)
+    except ChunkError as error:
+        return _failed("recommend", error)
     print(f"wrote {totals.get('rows', 0)} recommendations for {totals.get('users', 0)} users to {args.out} "
-          f"({len(chunks)} part files)")
+          f"({totals['chunks']} part files)")
     return 0
