@@ -125,9 +125,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     name, params = load_model_config(args.config)
     if name not in PRESETS:
         raise ValueError(f"`fit` saves persona models ({', '.join(PRESETS)}); {args.config} configures {name!r}")
+    from recsys_pref.models.persona.training import is_global_zero
+
     dataset = _load_trainable(args)
     print(dataset.summary())
-    pipeline = PersonaPipeline.fit(dataset, PersonaConfig.preset(name, **(params | {"progress": True})))
+    pipeline = PersonaPipeline.fit(dataset, PersonaConfig.preset(name, **(params | {"progress": True}
+                                                                           | dict(args.overrides))))
+    if not is_global_zero():  # an extra process of Lightning's "ddp" launcher: rank 0 saves
+        return 0
+    print("training: " + ", ".join(f"{key}={value:.6g}" for key, value in pipeline.model.training_summary.items()))
     pipeline.save(args.out)
     print(f"saved {name} ({pipeline.model.state_bytes} bytes per user) to {args.out}")
     return 0
@@ -264,7 +270,8 @@ def metric_rows(metrics: dict[str, float]) -> list[dict[str, Any]]:
 def _cmd_onboard(args: argparse.Namespace) -> int:
     from recsys_pref.terminal import onboard_command
 
-    return onboard_command(args.model, args.question_type, args.questions, args.k, args.state_out)
+    return onboard_command(args.model, args.question_type, args.questions, args.k, args.state_out, args.state_in,
+                           args.policy)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -287,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_options(fit)
     fit.add_argument("--config", default="persona", help="a YAML file, or a name under conf/ (default: persona)")
     fit.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+    fit.add_argument("--set", dest="overrides", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                     help="override a hyperparameter of the config, e.g. --set strategy=ddp --set devices=2")
     fit.set_defaults(handler=_cmd_fit)
 
     recommend = commands.add_parser("recommend", help="top-k recommendations with personas for users of a saved model")
@@ -325,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     onboard.add_argument("--questions", type=_positive_int, default=10, help="questions to ask (default 10)")
     onboard.add_argument("--k", type=_positive_int, default=10, help="recommendations to show")
     onboard.add_argument("--state-out", type=Path, default=None, help="save the final onboarding state (JSON)")
+    onboard.add_argument("--state-in", type=Path, default=None, help="resume a saved onboarding state (JSON)")
+    onboard.add_argument("--policy", choices=("tree", "information"), default="tree",
+                         help="tree: the learned interview tree, then the information criterion (default); "
+                              "information: the information criterion alone")
     onboard.set_defaults(handler=_cmd_onboard)
 
     add_serve_command(commands)

@@ -421,6 +421,11 @@ class Onboarder:
             raise OnboardingError(f"item {choice!r} was not shown in the pending question {shown}")
         return index
 
+    def check_state(self, state: OnboardingState) -> None:
+        """ValueError (OnboardingError for another model or tree) unless `state` belongs to this
+        onboarder: its rank, catalog, question type, model, tree and tree path."""
+        self._check_state(state)
+
     def _check_state(self, state: OnboardingState) -> None:
         if not isinstance(state, OnboardingState):
             raise TypeError(f"expected an OnboardingState, got {type(state).__name__}")

@@ -63,8 +63,10 @@ class TreeConfig:
     min_users: growth users a node needs; pool_size: item candidates per node (most known);
     holdout_share: each training user's positives held out as the growth metric's targets;
     validation_share: training users kept for pruning; pooled_items / pooled_weight: the node's
-    pooled history (items kept, total weight in liked items); attributes: ask attribute
-    questions where they measure better; kind_items: a base's items for the attribute answer
+    pooled history (items kept, total weight in liked items); attributes: let attribute
+    questions compete at every node (off by default: on ml-latest-small, seed 0, 40 test users,
+    NDCG@10 after 10 answers was 0.220 with them against 0.248 without: the growth metric
+    preferred kind questions that did worse on held-out users); kind_items: a base's items for the attribute answer
     model (its top items by reward); kind_exemplars: items an attribute answer adds to the
     history; max_users: training users sampled (bounds time and memory); seed."""
 
@@ -76,7 +78,7 @@ class TreeConfig:
     validation_share: float = 0.3
     pooled_items: int = 100
     pooled_weight: float = 3.0
-    attributes: bool = True
+    attributes: bool = False
     kind_items: int = 50
     kind_exemplars: int = 5
     max_users: int = 5000
