@@ -157,12 +157,6 @@ def test_yaml_config_lists_every_default(preset: str) -> None:
     assert document["params"] == asdict(PersonaConfig.preset(preset))
 
 
-def test_faithful_yaml_config_is_the_persona_preset_with_sharp_responsibilities() -> None:
-    document = yaml.safe_load((CONF / "persona-faithful.yaml").read_text())
-    assert document["model"] == "persona"
-    assert document["params"] == asdict(PersonaConfig.preset("persona", temperature=0.1, responsibility_scale=10.0))
-
-
 def test_state_bytes_is_m_times_k_plus_one_floats() -> None:
     assert PersonaModel(n_personas=2, n_bases=32).state_bytes == 2 * 33 * 4
     assert PrefLinear(n_bases=64).state_bytes == 65 * 4

@@ -3,6 +3,8 @@
 known versus folded-in users, persistence and bad input."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -90,11 +92,16 @@ def test_gradient_of_the_objective_is_zero_at_the_solution(n_personas: int) -> N
         assert gradient.abs().max().item() < 2e-3
 
 
-@pytest.mark.parametrize("cg_steps", [0, 2])
-def test_em_never_increases_the_objective(cg_steps: int) -> None:
-    history, rewards = random_history(n_users=12), random_rewards()
-    config = InferenceSettings(3, regularization=2.0, alpha=3.0, em_iterations=12, responsibility_scale=4.0,
-                               cg_steps=cg_steps)
+def test_annealed_em_also_reaches_a_zero_gradient() -> None:
+    history, rewards = random_history(n_users=8), random_rewards()
+    config = replace(settings(2, em_iterations=400), responsibility_scale=10.0, initial_responsibility_scale=1.0)
+    state = infer_states(history, rewards, config, dtype=torch.float64)
+    for row in range(history.shape[0]):
+        assert user_objective(history, row, rewards, state, config).abs().max().item() < 2e-3
+
+
+def objective_per_m_step(history: sp.csr_matrix, rewards: np.ndarray, config: InferenceSettings) -> np.ndarray:
+    """F at beta of every EM iterate (M-steps, users)."""
     table = torch.from_numpy(rewards)
     [(rows, chunk)] = list(inference.history_chunks(history, config.alpha, torch.float64))
     values = []
@@ -103,9 +110,31 @@ def test_em_never_increases_the_objective(cg_steps: int) -> None:
                                        history.indices[history.indptr[user] : history.indptr[user + 1]],
                                        history.data[history.indptr[user] : history.indptr[user + 1]], config))
                        for row, user in enumerate(rows)])
-    values = np.array(values)  # (M-steps, users)
+    return np.array(values)
+
+
+@pytest.mark.parametrize("cg_steps", [0, 2])
+def test_em_never_increases_the_objective(cg_steps: int) -> None:
+    config = InferenceSettings(3, regularization=2.0, alpha=3.0, em_iterations=12, responsibility_scale=4.0,
+                               cg_steps=cg_steps)
+    values = objective_per_m_step(random_history(n_users=12), random_rewards(), config)
     assert (np.diff(values, axis=0) <= 1e-9 * np.abs(values[1:])).all()
     assert (values[-1] < values[0] - 1e-3).any()  # and it does move
+
+
+def test_annealed_em_never_increases_the_objective_once_beta_is_reached() -> None:
+    config = InferenceSettings(3, regularization=2.0, alpha=3.0, em_iterations=12, responsibility_scale=40.0,
+                               initial_responsibility_scale=1.0)
+    values = objective_per_m_step(random_history(n_users=12), random_rewards(), config)[10:]  # E-steps 11, 12 at beta
+    assert (np.diff(values, axis=0) <= 1e-9 * np.abs(values[1:])).all()
+
+
+def test_annealing_sharpens_beta_geometrically_and_ends_with_two_e_steps_at_beta() -> None:
+    config = InferenceSettings(2, regularization=1.0, alpha=1.0, em_iterations=5, responsibility_scale=27.0,
+                               initial_responsibility_scale=1.0)
+    np.testing.assert_allclose([config.scale_at(step) for step in range(1, 6)], [1.0, 3.0, 9.0, 27.0, 27.0])
+    assert replace(config, initial_responsibility_scale=None).scale_at(1) == 27.0
+    assert replace(config, em_iterations=2).scale_at(1) == 27.0  # too few steps to anneal
 
 
 def test_personas_split_a_history_of_two_distinct_tastes() -> None:
@@ -170,8 +199,9 @@ def test_persona_with_k_equal_d_and_one_persona_ranks_as_als() -> None:
     history = random_history(n_users=60)
     params = dict(factors=6, regularization=10.0, alpha=3.0, iterations=5)
     als = make_model("als", **params).fit(history)
-    linear = make_model("pref-linear", n_bases=6, embedding_dim=6, als_iterations=5).fit(history)
-    amp = make_model("amp-cf", n_personas=1, embedding_dim=6, als_iterations=5).fit(history)
+    same = dict(embedding_dim=6, als_iterations=5, user_regularization_scale=1.0)  # ALS's own fold-in penalty
+    linear = make_model("pref-linear", n_bases=6, **same).fit(history)
+    amp = make_model("amp-cf", n_personas=1, **same).fit(history)
     expected = als.score(history[:10])
     np.testing.assert_allclose(linear.score(history[:10]), expected, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(amp.score(history[:10]), expected, rtol=1e-3, atol=1e-4)
@@ -283,6 +313,11 @@ def test_unfitted_model_raises_not_fitted() -> None:
         make_model("persona").prior_state()
 
 
+def test_user_solve_penalty_is_the_scaled_als_penalty() -> None:
+    model = make_model("persona", regularization=10.0, user_regularization_scale=3.0)
+    assert model.inference_settings.regularization == 30.0
+
+
 def test_invalid_inference_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match="inference must be one of"):
         make_model("persona", inference="gibbs")
@@ -290,3 +325,7 @@ def test_invalid_inference_settings_are_rejected() -> None:
         make_model("persona", n_bases=32, embedding_dim=16)
     with pytest.raises(ValueError, match="regularization"):
         make_model("persona", regularization=0.0)
+    with pytest.raises(ValueError, match="user_regularization_scale"):
+        make_model("persona", user_regularization_scale=0.0)
+    with pytest.raises(ValueError, match="initial_responsibility_scale"):
+        make_model("persona", initial_responsibility_scale=-1.0)

@@ -17,29 +17,19 @@ on them drives early stopping; the best epoch's weights are restored from memory
 """
 from __future__ import annotations
 
-import contextlib
-import copy
-import logging
-import warnings
-from datetime import timedelta
-from typing import Iterator
-
 import lightning as L
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from recsys_pref.core.metrics import ndcg_at_k
 from recsys_pref.models.persona.config import PersonaConfig
 from recsys_pref.models.persona.scorer import SharedSide, base_rewards, score_from_state
+from recsys_pref.models.persona.training import VALIDATION_K, ValidationNdcg, fit_module, quiet_lightning
 from recsys_pref.models.state_bounds import bound_state
 
-VALIDATION_METRIC = "val_ndcg@100"
-VALIDATION_K = 100
 SCORE_BATCH = 512  # users scored at once: bounds memory at SCORE_BATCH x M x n_items floats
 
 
@@ -166,7 +156,7 @@ class PersonaTraining(L.LightningModule):
         super().__init__()
         self.network, self.config = network, config
         self.register_buffer("banned", banned)
-        self._ndcg_sum, self._ndcg_users = 0.0, 0
+        self.validation = ValidationNdcg()
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         history = batch.to_dense()  # (B, n_items), densified on the training device
@@ -200,40 +190,22 @@ class PersonaTraining(L.LightningModule):
         return sampled_softmax_loss(positive_scores, negative_scores, mask)
 
     def on_validation_epoch_start(self) -> None:
-        self._ndcg_sum, self._ndcg_users = 0.0, 0
+        self.validation.reset()
 
     def validation_step(self, batch: tuple[Tensor, sp.csr_matrix], batch_idx: int) -> None:
         fold_in, targets = batch[0].to_dense(), batch[1]
         scores = self.network(fold_in).masked_fill((fold_in > 0) | self.banned, float("-inf"))
         values, top = scores.topk(min(VALIDATION_K, scores.shape[1]), dim=1)
-        recommended = top.masked_fill(torch.isinf(values), -1).cpu().numpy()
-        ndcg = ndcg_at_k(recommended, targets, VALIDATION_K)
-        self._ndcg_sum += float(np.nansum(ndcg))
-        self._ndcg_users += int(np.isfinite(ndcg).sum())
+        self.validation.add(top.masked_fill(torch.isinf(values), -1).cpu().numpy(), targets)
 
     def on_validation_epoch_end(self) -> None:
-        self.log(VALIDATION_METRIC, self._ndcg_sum / max(self._ndcg_users, 1), prog_bar=True)
+        self.validation.log(self)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
             self.network.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay,
             fused=self.device.type in ("cpu", "cuda"),
         )
-
-
-class KeepBestWeights(Callback):
-    """Keeps a copy of the network's weights at the best validation NDCG@100 (in memory)."""
-
-    def __init__(self) -> None:
-        self.best_score = -np.inf
-        self.best_epoch = -1
-        self.best_state: dict[str, Tensor] | None = None
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        score = float(trainer.callback_metrics[VALIDATION_METRIC])
-        if score > self.best_score:
-            self.best_score, self.best_epoch = score, trainer.current_epoch
-            self.best_state = copy.deepcopy(module.network.state_dict())
 
 
 def split_validation_users(
@@ -269,31 +241,11 @@ def sparse_rows(rows: sp.csr_matrix) -> Tensor:
                                    check_invariants=False)  # valid by construction
 
 
-@contextlib.contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's info banners (GPU/TPU available, seed set) and its advice about
-    dataloader workers and a skipped validation loop."""
-    loggers = [logging.getLogger(name) for name in ("lightning", "lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
-        try:
-            yield
-        finally:
-            for logger, level in zip(loggers, levels):
-                logger.setLevel(level)
-
-
 def train_network(user_items: sp.csr_matrix, config: PersonaConfig, shared: SharedSide | None = None
                   ) -> tuple[PersonaNetwork, dict[str, float]]:
     """Fit a PersonaNetwork on (n_users, n_items) positives, over the frozen `shared` side when
-    given (see PersonaNetwork); returns it (on the CPU, eval mode) and a summary: "best_epoch" (0-based epoch whose weights were kept; -1 without validation),
-    "epochs" (epochs run), "steps" (optimiser steps taken) and "val_ndcg@100" (at the best
-    epoch; NaN without validation)."""
+    given (see PersonaNetwork); returns it (on the CPU, eval mode) and fit_module's summary
+    (models.persona.training). Trains on the config's accelerator, strategy and devices."""
     with quiet_lightning():
         L.seed_everything(config.seed, workers=True, verbose=False)
     rng = np.random.default_rng(config.seed)
@@ -308,31 +260,10 @@ def train_network(user_items: sp.csr_matrix, config: PersonaConfig, shared: Shar
         range(train.shape[0]), batch_size=config.batch_size, shuffle=True,
         generator=torch.Generator().manual_seed(config.seed), collate_fn=lambda rows: sparse_rows(train[rows]),
     )
-    callbacks: list[Callback] = []
     val_loader = None
-    keep_best = KeepBestWeights()
     if len(val_rows):
         val_loader = DataLoader(
             range(len(val_rows)), batch_size=SCORE_BATCH, collate_fn=lambda rows: (sparse_rows(fold_in[rows]), targets[rows])
         )
-        callbacks = [EarlyStopping(VALIDATION_METRIC, mode="max", patience=config.patience), keep_best]
-    deterministic_before = (torch.are_deterministic_algorithms_enabled(),
-                            torch.is_deterministic_algorithms_warn_only_enabled())
-    with quiet_lightning():
-        trainer = L.Trainer(
-            accelerator=config.accelerator, devices=1, max_epochs=config.max_epochs, logger=False,
-            max_time=None if config.max_seconds is None else timedelta(seconds=config.max_seconds),
-            enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=config.progress,
-            num_sanity_val_steps=0, callbacks=callbacks,
-            deterministic=True if config.accelerator == "cpu" else "warn",
-        )
-        try:
-            trainer.fit(module, train_loader, val_loader)
-        finally:  # Lightning sets the global flag; leave it as it was
-            torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
-    if keep_best.best_state is not None:
-        network.load_state_dict(keep_best.best_state)
-    summary = {"best_epoch": float(keep_best.best_epoch), "epochs": float(trainer.current_epoch),
-               "steps": float(trainer.global_step),
-               VALIDATION_METRIC: float(keep_best.best_score) if len(val_rows) else float("nan")}
-    return network.cpu().eval(), summary
+    _, summary = fit_module(module, config, config.max_epochs, config.patience, train_loader, val_loader)
+    return network.cpu().eval(), summary  # the best epoch's weights (fit_module restores them)

@@ -37,6 +37,14 @@ chosen so far; responsibilities start as a hard assignment of each history item 
 nearest seed (by cosine of rewards), and EM starts with an M-step. The prior logits of the
 state are log pi (they enter the scorer's attention as pi_um).
 
+Annealing: with a large beta the first E-steps would freeze the initial hard split. With
+beta_0 set, E-step t uses beta_t = beta_0^(1 - s) beta^s, s = (t - 1) / (T - 2) capped at 1
+(T = em_iterations), so the responsibilities start soft and sharpen, and the last two E-steps
+use beta itself: the final state is an EM step of F at beta (monotone from the first E-step at
+beta on; F itself changes with beta_t before that). On ml-100k validation users (3 seeds, beta
+30) annealing from beta_0 = 3 raised NDCG@100 from 0.4444 to 0.4516 at equal faithfulness
+(`PersonaConfig` docstring).
+
 Everything is batched over users: users are sorted by history length and taken in chunks of
 at most `CHUNK_CELLS` (user, history item) cells, padded to the chunk's longest history, so
 memory is bounded by CHUNK_CELLS x M x K floats whatever the catalog and number of users.
@@ -73,7 +81,8 @@ class InferenceSettings:
     responsibility_scale: beta, how sharply a history item is given to the persona that fits it
     (only the E-step depends on it). pseudocount: delta, keeps every persona's weight pi_m > 0.
     cg_steps: conjugate-gradient steps of each M-step but the last (0: all exact; module
-    docstring)."""
+    docstring). initial_responsibility_scale: beta_0, where the E-steps' beta starts when
+    annealed (None: no annealing; `scale_at`)."""
 
     n_personas: int
     regularization: float
@@ -82,6 +91,7 @@ class InferenceSettings:
     responsibility_scale: float = 1.0
     pseudocount: float = 1.0
     cg_steps: int = 2
+    initial_responsibility_scale: float | None = None
 
     def __post_init__(self) -> None:
         if self.n_personas < 1 or self.em_iterations < 0 or self.cg_steps < 0:
@@ -89,6 +99,18 @@ class InferenceSettings:
                              f"{self.em_iterations}, {self.cg_steps}")
         if not (self.regularization > 0 and self.alpha > 0 and self.responsibility_scale > 0 and self.pseudocount > 0):
             raise ValueError("regularization, alpha, responsibility_scale and pseudocount must be > 0")
+        if self.initial_responsibility_scale is not None and not self.initial_responsibility_scale > 0:
+            raise ValueError(f"initial_responsibility_scale must be > 0 or None, got {self.initial_responsibility_scale}")
+
+    def scale_at(self, step: int) -> float:
+        """beta of E-step `step` (1 .. em_iterations): geometric from beta_0 to beta over all but
+        the last two E-steps, which use beta itself (module docstring); beta throughout when
+        beta_0 is None or em_iterations < 3."""
+        start, end = self.initial_responsibility_scale, self.responsibility_scale
+        if start is None or self.em_iterations < 3:
+            return end
+        share = min(1.0, (step - 1) / (self.em_iterations - 2))
+        return start ** (1 - share) * end**share
 
 
 @dataclass(frozen=True)
@@ -233,7 +255,7 @@ def em_iterates(rewards: Tensor, gram: Tensor, history: History, settings: Infer
     for step in range(settings.em_iterations + 1):
         if step:
             rho = persona_rewards(coefficients, item_rewards)  # (B, M, L): the scorer's rho_um(i)
-            gamma = responsibilities(rho, log_weights, history, settings.responsibility_scale)
+            gamma = responsibilities(rho, log_weights, history, settings.scale_at(step))
         log_weights = persona_weights(gamma, history, settings.pseudocount)
         if step < settings.em_iterations and settings.cg_steps:
             rho = persona_rewards(coefficients, item_rewards) if step == 0 else rho

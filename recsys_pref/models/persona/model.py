@@ -21,6 +21,7 @@ from recsys_pref.models.base import NotFittedError, Recommender, check_user_item
 from recsys_pref.models.persona.config import PersonaConfig
 from recsys_pref.models.persona.encoder import SCORE_BATCH, PersonaNetwork, train_network
 from recsys_pref.models.persona.factorization import als_item_factors, taste_bases
+from recsys_pref.models.persona.finetune import finetuned_item_embeddings
 from recsys_pref.models.persona.inference import InferenceSettings, infer_states
 from recsys_pref.models.persona.scorer import PersonaScorer, SharedSide
 from recsys_pref.models.persona.state import PersonaState
@@ -85,23 +86,29 @@ class PersonaRecommender(Recommender):
     def inference_settings(self) -> InferenceSettings:
         """The exact solve's settings (models.persona.inference) from this model's config."""
         c = self.config
-        return InferenceSettings(c.n_personas, c.regularization, c.alpha, c.em_iterations, c.responsibility_scale,
-                                 c.persona_pseudocount)
+        return InferenceSettings(c.n_personas, c.regularization * c.user_regularization_scale, c.alpha,
+                                 c.em_iterations, c.responsibility_scale, c.persona_pseudocount,
+                                 initial_responsibility_scale=c.initial_responsibility_scale)
 
     # -- fitting and persistence ------------------------------------------------------------
     def _fit(self, user_items: sp.csr_matrix) -> None:
         c = self.config
         started = time.perf_counter()
-        items = als_item_factors(user_items, c.embedding_dim, c.regularization, c.alpha, c.als_iterations, c.seed)
+        summary: dict[str, float] = {}
+        if c.finetune == "softmax":
+            items, summary = finetuned_item_embeddings(user_items, c, self.inference_settings)
+        else:
+            items = als_item_factors(user_items, c.embedding_dim, c.regularization, c.alpha, c.als_iterations, c.seed)
         bases = np.eye(c.embedding_dim, dtype=np.float32) if c.identity_bases else taste_bases(items, c.n_bases)
         shared = SharedSide(items, np.zeros(len(items), np.float32), bases, c.temperature)
-        self.training_summary = {"shared_s": time.perf_counter() - started}
+        self.training_summary = {"shared_s": time.perf_counter() - started} | summary
         self.network = None
         if c.inference == "encoder":
             self.network, summary = train_network(user_items, c, shared)
             self.training_summary |= summary
-        self._set_fitted(shared, population_prior(user_items, shared.rewards, c.regularization, c.alpha,
-                                                  c.n_personas))
+        prior = population_prior(user_items, shared.rewards, self.inference_settings.regularization, c.alpha,
+                                 c.n_personas)  # the same penalty as every user's solve
+        self._set_fitted(shared, prior)
 
     def _set_fitted(self, shared: SharedSide, prior: PersonaState) -> None:
         self._shared, self._prior = shared, prior
@@ -215,13 +222,13 @@ class PersonaModel(PersonaRecommender):
     name: ClassVar[str] = "persona"
     grid: ClassVar[list[dict[str, Any]]] = [
         {},
-        {"n_personas": 3},
-        {"n_personas": 4},
-        {"temperature": 1.0},
-        {"responsibility_scale": 10.0},
-        {"responsibility_scale": 1.0},
         {"n_bases": 32, "embedding_dim": 32},
+        {"user_regularization_scale": 3.0},
+        {"n_bases": 32, "embedding_dim": 32, "user_regularization_scale": 3.0},
         {"regularization": 30.0, "alpha": 10.0},
+        {"regularization": 30.0, "alpha": 10.0, "user_regularization_scale": 1.0},
+        {"n_personas": 3},
+        {"n_bases": 32, "embedding_dim": 32, "n_personas": 3},
     ]
 
 
