@@ -2,6 +2,8 @@
 and the encoder against the exact solve."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -55,3 +57,23 @@ def test_inference_comparison_has_one_row_per_inference() -> None:
     result = run_inference_comparison(dataset, config, repeats=1, progress=False)
     assert [row["inference"] for row in result.rows] == ["exact", "encoder"]
     assert all(row["fold_in_users_per_s"] > 0 and 0 <= row["ndcg@100"] <= 1 for row in result.rows)
+
+
+def test_cli_writes_the_quintile_table(tmp_path) -> None:
+    from recsys_pref.cli import main
+
+    assert main(["bench", "accuracy", "--dataset", "synthetic", "--synthetic", "n_users=200", "--synthetic",
+                 "n_items=80", "--models", "diversity-quintiles", "--quick", "--set", "embedding_dim=8",
+                 "--set", "als_iterations=3", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "accuracy.json").read_text())["rows"]
+    assert {(row["n_personas"], row["quintile"]) for row in rows} == {(m, q) for m in (1, 2) for q in range(6)}
+
+
+def test_cli_writes_the_encoder_against_exact_table(tmp_path) -> None:
+    from recsys_pref.cli import main
+
+    assert main(["bench", "accuracy", "--dataset", "synthetic", "--synthetic", "n_users=200", "--synthetic",
+                 "n_items=80", "--models", "exact-vs-encoder", "--quick", "--set", "embedding_dim=8",
+                 "--set", "hidden_dim=8", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "accuracy.json").read_text())["rows"]
+    assert [row["inference"] for row in rows] == ["exact", "encoder"]

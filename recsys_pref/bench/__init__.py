@@ -29,7 +29,7 @@ def run_suite(
     """
     if suite == "accuracy":
         from recsys_pref.bench.accuracy import (
-            BASELINE_NAMES, AccuracyBenchConfig, run_accuracy, run_sweep, sweep_grid,
+            BASELINE_NAMES, PERSONA_TABLES, AccuracyBenchConfig, run_accuracy, run_persona_table, run_sweep, sweep_grid,
         )
 
         names = tuple(models) if models else BASELINE_NAMES
@@ -42,6 +42,8 @@ def run_suite(
         )
         if sweep:
             return run_sweep(dataset, config, sweep_grid((1, 2), (8,), (1.0, 3.0)) if quick else None)
+        if len(names) == 1 and names[0] in PERSONA_TABLES:  # issue 11's tables: --models diversity-quintiles ...
+            return run_persona_table(names[0], dataset, config, quick=quick)
         return run_accuracy(dataset, config)
     if suite == "retrieval":
         from recsys_pref.bench.retrieval import RetrievalBenchConfig, run_retrieval

@@ -338,3 +338,22 @@ def run_inference_comparison(dataset: InteractionDataset, config: AccuracyBenchC
     return BenchResult(suite="accuracy", dataset=dataset.name, protocol=f"{protocol}, exact vs encoder",
                        config=asdict(config) | {"repeats": repeats, "dataset_summary": dataset.summary()},
                        rows=rows, columns=INFERENCE_COLUMNS)
+
+
+#: `recsys-pref bench accuracy --models NAME` for issue 11's tables (NAME alone in --models)
+PERSONA_TABLES = ("diversity-quintiles", "exact-vs-encoder")
+QUICK_ENCODER = {"max_epochs": 2}  # the encoder's training in a quick run
+
+
+def run_persona_table(name: str, dataset: InteractionDataset, config: AccuracyBenchConfig, quick: bool = False,
+                      progress: bool = True) -> BenchResult:
+    """Issue 11's table `name` (PERSONA_TABLES) with `config`'s seeds and overrides (e.g. the
+    configuration the accuracy bench's tuning picked, via --set): "diversity-quintiles" is
+    `run_diversity_quintiles` (M = 1 and 2 only when quick), "exact-vs-encoder" is
+    `run_inference_comparison` (one timed pass and a 2-epoch encoder when quick)."""
+    if name == "diversity-quintiles":
+        return run_diversity_quintiles(dataset, config, (1, 2) if quick else QUINTILE_PERSONAS, progress)
+    if name == "exact-vs-encoder":
+        quick_config = replace(config, overrides=QUICK_ENCODER | config.overrides) if quick else config
+        return run_inference_comparison(dataset, quick_config, 1 if quick else 3, progress)
+    raise ValueError(f"unknown persona table {name!r}; valid: {', '.join(PERSONA_TABLES)}")
