@@ -112,6 +112,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from recsys_pref.bench.safeguards import write_plot
 
         print(f"wrote {write_plot(result, args.out)}")
+    if result.suite == "amortization":
+        from recsys_pref.bench.amortization import write_plot as write_amortization_plot
+
+        print(f"wrote {write_amortization_plot(result, args.out)}")
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -54,6 +54,10 @@ def run_suite(
             from recsys_pref.bench.serving_memory import run_serving_memory
 
             return run_serving_memory(dataset.name, quick=quick)
+        if models == ["batch"]:  # issue 14: batch fold-in and recommend at 10^4..10^7 users (bench.scale)
+            from recsys_pref.bench.scale import batch_scale_configs, run_batch_scale
+
+            return run_batch_scale(*batch_scale_configs(quick, overrides or {}))
         from recsys_pref.bench.scale import ScaleBenchConfig, run_scale
 
         return run_scale(dataset, ScaleBenchConfig.quick() if quick else ScaleBenchConfig())
@@ -100,4 +104,9 @@ def run_suite(
         from recsys_pref.bench.serve import ServeBenchConfig, run_serve
 
         return run_serve(dataset, ServeBenchConfig.quick() if quick else ServeBenchConfig())
+    if suite == "amortization":  # issue 14: shared side + cheap users against a model per user
+        from recsys_pref.bench.amortization import AmortizationConfig, run_amortization
+
+        amortization = AmortizationConfig.quick() if quick else AmortizationConfig()
+        return run_amortization(dataset, amortization)
     raise NotImplementedError(f"bench suite {suite!r} is not available yet in this version")

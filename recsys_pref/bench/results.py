@@ -17,7 +17,8 @@ from typing import Any
 from recsys_pref.core.files import atomic_write_text
 from recsys_pref.core.tables import markdown_table
 
-SUITES = ("accuracy", "onboarding", "retrieval", "explanations", "safeguards", "scale", "serve", "carriers")
+SUITES = ("accuracy", "onboarding", "retrieval", "explanations", "safeguards", "scale", "serve", "carriers",
+          "amortization")
 
 
 @dataclass
