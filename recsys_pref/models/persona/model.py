@@ -3,8 +3,10 @@
 Fitting builds the shared side from implicit's ALS (models.persona.factorization: item
 embeddings E = ALS item factors, bias b = 0, taste bases P); a user's state is the exact
 solve against that frozen side (models.persona.inference), for known and new users alike, or,
-with `inference="encoder"`, an amortized encoder's output (models.persona.encoder). Fit time
-is ALS's plus the varimax rotation (and the encoder's training when chosen).
+with `inference="encoder"`, an amortized encoder's output (models.persona.encoder). With
+`finetune="softmax"` the ALS item side is then fine-tuned through the exact solve under a
+softmax (models.persona.finetune) before the bases are rotated. Fit time is ALS's plus the
+varimax rotation (and the fine-tune's or the encoder's training when chosen).
 """
 from __future__ import annotations
 
