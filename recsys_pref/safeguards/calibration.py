@@ -75,15 +75,24 @@ def calibrated_rerank(
         raise ValueError(f"lambda must lie in [0, 1], got {lam}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
     usable = np.isfinite(relevance)
     gains = np.where(usable, relevance, 0.0)
     mix_sum = np.zeros(target.shape)
     taken = np.zeros((n, n_candidates), bool)
     rows = np.arange(n)
     slate = np.full((n, min(k, n_candidates)), -1, np.int64)
+    smoothing = alpha * target[:, None, :]  # (n, 1, C)
+    tiny = np.finfo(np.float64).tiny
     for slot in range(slate.shape[1]):
-        kl = smoothed_kl(target[:, None, :], (mix_sum[:, None, :] + item_mix) / (slot + 1), alpha)  # (n, N)
-        objective = (1.0 - lam) * gains - lam * kl
+        # KL(p || q~) = sum p log p - sum p log q~: the first sum is the same for every candidate
+        # of a user, so the greedy step maximises (1 - lam) rel + lam sum_c p_c log q~_c instead
+        # (same choice, one log per entry and no (n, N, C) temporaries beyond q~).
+        smoothed = (mix_sum[:, None, :] + item_mix) * ((1.0 - alpha) / (slot + 1)) + smoothing  # (n, N, C)
+        np.log(np.maximum(smoothed, tiny, out=smoothed), out=smoothed)
+        cross = np.einsum("nkc,nc->nk", smoothed, target)  # (n, N): sum_c p_c log q~_c
+        objective = (1.0 - lam) * gains + lam * cross
         objective = np.where(usable & ~taken, objective, -np.inf)
         best = np.argmax(objective, axis=1)
         found = np.isfinite(objective[rows, best])
