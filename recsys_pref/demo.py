@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from recsys_pref.onboarding.oracles import ProfileOracle, known_ratings
+from recsys_pref.onboarding.tree import dataset_interviewees, grow_tree
 from recsys_pref.core.tables import markdown_table
 from recsys_pref.data import InteractionDataset, SplitConfig, load_dataset, make_split
 from recsys_pref.data.splits import Split
@@ -150,12 +151,14 @@ def persona_mix_sentence(recommended: pl.DataFrame, n_personas: int) -> str:
 
 def show_onboarding(model: PersonaRecommender, dataset: InteractionDataset, split: Split, position: int = 1,
                     questions: int = 10) -> None:
-    """Onboard one held-out user by `questions` adaptive "which of these do you like most, or
-    none?" questions, answered from their own ratings outside their held-out targets (the
-    onboarding bench's profile oracle; targets are never asked about), then print their persona
-    mix and top 10, marking the held-out targets among them."""
+    """Onboard one held-out user by `questions` "which of these do you like most, or none?"
+    questions, asked by the interview tree learned from the training users (onboarding.tree) and
+    then the information criterion, answered from the user's own ratings outside their held-out
+    targets (the onboarding bench's profile oracle), then print their persona mix and top 10,
+    marking the held-out targets among them."""
+    tree = grow_tree(model, dataset_interviewees(dataset, split.train), split.catalog, progress=False)
     onboarder = build_onboarder(model, split.train, dataset.item_ids, OnboardingConfig(max_questions=questions),
-                                dataset.items)
+                                dataset.items, tree=tree)
     targets = split.test.targets[position].indices
     onboarder.pool = onboarder.pool[~np.isin(onboarder.pool, targets)]
     threshold = dataset.positive_threshold if dataset.positive_threshold is not None else -np.inf

@@ -62,7 +62,9 @@ from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
 from recsys_pref.onboarding.oracles import ModelOracle, ProfileOracle, known_ratings
 from recsys_pref.onboarding.questions import STRATEGIES, QuestionConfig
 from recsys_pref.onboarding.session import Onboarder, OnboardingConfig, OnboardingState, build_onboarder
-from recsys_pref.onboarding.tree import Interviewees, InterviewTree, TreeConfig, binary_preference, grow_tree
+from recsys_pref.onboarding.tree import (
+    Interviewees, InterviewTree, TreeConfig, binary_preference, dataset_interviewees, grow_tree,
+)
 
 ORACLES: tuple[str, ...] = ("profile", "model")
 ORACLE_NAMES = {"profile": "profile", "model": "model (upper bound)"}
@@ -162,24 +164,11 @@ def reference_rows(
     return rows
 
 
-def training_interviewees(dataset: InteractionDataset, split: Split, config: TreeConfig) -> Interviewees:
-    """The training users as interviewees: their positives and every rating they gave (binary
-    data: seen items, positives preferred)."""
-    active = np.flatnonzero(np.diff(split.train.indptr) > 0)
-    if dataset.positive_threshold is None:
-        preference, threshold = binary_preference(split.train[active], dataset.to_csr(dataset.interactions)[active])
-    else:
-        preference = dataset.to_csr(dataset.interactions, binary=False)[active]
-        threshold = dataset.positive_threshold
-    return Interviewees.from_training(split.train[active], preference, threshold, config.holdout_share,
-                                      np.random.default_rng(config.seed))
-
-
 def learn_tree(model: PersonaRecommender, dataset: InteractionDataset, split: Split, config: TreeConfig
                ) -> tuple[InterviewTree, float]:
     """The interview tree of one seed, grown on its training users only, and the seconds taken."""
     started = time.perf_counter()
-    people = training_interviewees(dataset, split, config)
+    people = dataset_interviewees(dataset, split.train, config)
     tree = grow_tree(model, people, split.catalog & (np.asarray(split.train.sum(axis=0)).ravel() > 0), config,
                      progress=False)
     return tree, time.perf_counter() - started

@@ -330,6 +330,8 @@ class Onboarder:
             state.path.append(node)
             state.questions.append(list(self.tree.nodes[node].options))
             return list(self.tree.nodes[node].options)
+        if self.tree is not None and observations(state):
+            self._update_posterior(state)
         known, unknown = known_and_unknown(state)
         rng = np.random.default_rng([state.seed, len(state.questions)])
         left_out = unknown | shown_items(state)
@@ -384,10 +386,17 @@ class Onboarder:
             state.answers.append(self._kind_code(choice, items))
             return state
         state.answers.append(self._answer_code(choice, items, state.question_type))
-        if state.answers[-1] != "unknown":
-            posterior = laplace(self.space, observations(state), state.posterior.mean, self.config.newton_steps)
-            state.mean, state.covariance = posterior.mean.tolist(), posterior.covariance.tolist()
+        if state.answers[-1] != "unknown" and self.tree is None:
+            self._update_posterior(state)
         return state
+
+    def _update_posterior(self, state: OnboardingState) -> None:
+        """The Laplace posterior of every answer so far, from the state's mean. With a tree the
+        posterior serves only the fallback's criterion, so it is updated when the session falls
+        off the tree and at each fallback question (a stored state has the same mean, so a
+        resumed session selects the same question)."""
+        posterior = laplace(self.space, observations(state), state.posterior.mean, self.config.newton_steps)
+        state.mean, state.covariance = posterior.mean.tolist(), posterior.covariance.tolist()
 
     def answer_index(self, state: OnboardingState, choice: int | str) -> OnboardingState:
         """`answer` with a dense item index instead of an external id."""

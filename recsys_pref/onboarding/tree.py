@@ -44,6 +44,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recsys_pref.core.files import atomic_write_text
+from recsys_pref.data.dataset import InteractionDataset
 from recsys_pref.models.persona import PersonaRecommender, PersonaState
 
 TREE_VERSION = 1
@@ -169,6 +170,21 @@ class Interviewees:
     def liked(self) -> sp.csr_matrix:
         """(n, n_items) bool: the known items rated at least the threshold."""
         return (self.preference >= self.threshold).multiply(self.preference > 0).tocsr()
+
+
+def dataset_interviewees(dataset: InteractionDataset, train: sp.csr_matrix, config: TreeConfig = TreeConfig()
+                         ) -> Interviewees:
+    """The training users (the non-empty rows of `train`, positives of `dataset`'s users) as
+    interviewees: every rating they gave (data without a positive threshold: seen items, with
+    positives preferred)."""
+    active = np.flatnonzero(np.diff(train.indptr) > 0)
+    if dataset.positive_threshold is None:
+        preference, threshold = binary_preference(train[active], dataset.to_csr(dataset.interactions)[active])
+    else:
+        preference = dataset.to_csr(dataset.interactions, binary=False)[active]
+        threshold = dataset.positive_threshold
+    return Interviewees.from_training(train[active], preference, threshold, config.holdout_share,
+                                      np.random.default_rng(config.seed))
 
 
 def binary_preference(positives: sp.csr_matrix, seen: sp.csr_matrix) -> tuple[sp.csr_matrix, float]:
