@@ -1,8 +1,9 @@
 """Onboarding a new user by a few adaptive questions (DESIGN.md, "Onboarding by questions").
 
 posterior: the Laplace posterior over one user's state; questions: the pool, answerability and
-selection strategies; session: the JSON-serialisable state and the Onboarder; terminal: the
-`recsys-pref onboard` flow.
+selection strategies; tree: the interview tree learned from the training users, which asks
+first; session: the JSON-serialisable state and the Onboarder; terminal: the `recsys-pref
+onboard` flow.
 """
 from recsys_pref.onboarding.posterior import Observation, Posterior, StateSpace, laplace
 from recsys_pref.onboarding.questions import QuestionConfig, question_pool, select_question
@@ -13,8 +14,10 @@ from recsys_pref.onboarding.session import (
     OnboardingState,
     build_onboarder,
 )
+from recsys_pref.onboarding.tree import InterviewTree, TreeConfig, TreeError, dataset_interviewees, grow_tree
 
 __all__ = [
     "Observation", "Onboarder", "OnboardingConfig", "OnboardingError", "OnboardingState", "Posterior",
-    "QuestionConfig", "StateSpace", "build_onboarder", "laplace", "question_pool", "select_question",
+    "InterviewTree", "QuestionConfig", "StateSpace", "TreeConfig", "TreeError", "build_onboarder",
+    "dataset_interviewees", "grow_tree", "laplace", "question_pool", "select_question",
 ]
