@@ -62,6 +62,17 @@ def padded_histories(user_items: sp.csr_matrix, rows: np.ndarray) -> tuple[Tenso
     return torch.from_numpy(items), torch.from_numpy(weights), torch.from_numpy(mask)
 
 
+def length_batches(user_items: sp.csr_matrix, batch_size: int, seed: int) -> list[np.ndarray]:
+    """The training rows (at least 2 positives: a seen item and a target) in batches of about
+    `batch_size` users of similar history length, since a batch costs B x its longest history
+    (gowalla: the longest of 1,024 random users is 500 items on average, the mean history 27).
+    Ties in length are broken at random; the loader shuffles the batches every epoch."""
+    lengths = np.diff(user_items.indptr)
+    rows = np.flatnonzero(lengths >= 2)
+    order = rows[np.lexsort((np.random.default_rng(seed).random(len(rows)), lengths[rows]))]
+    return np.array_split(order, max(1, -(-len(order) // batch_size)))
+
+
 def holdout_masks(mask: Tensor, share: float) -> tuple[Tensor, Tensor]:
     """A random split of each history (B, L) into the part the solve sees and the targets:
     each entry is a target with probability `share`, but every history keeps one entry."""
@@ -94,7 +105,8 @@ def validation_score(rewards: np.ndarray, fold_in: sp.csr_matrix, targets: sp.cs
 class SharedSideFinetune(L.LightningModule):
     """The item rewards R (n_items, K) as the only parameter, trained through the exact solve.
 
-    Training batches: padded histories (items, weights, mask) of training users. Validation
+    Training batches: padded histories (items, weights, mask) of training users of similar
+    history length (`length_batches`). Validation
     batches: (row indices into the validation fold-in/targets): the configured inference
     (infer_states with `settings`) over the current rewards, top-100 without the fold-in."""
 
@@ -142,15 +154,15 @@ class SharedSideFinetune(L.LightningModule):
             log_p = torch.log_softmax(scores, dim=1).gather(1, items).masked_fill(~target, 0.0)  # (B, L)
             per_user = log_p.sum(dim=1) / target.sum(dim=1).clamp_min(1)
             return -per_user.sum() / target.any(dim=1).sum().clamp_min(1)
-        samples = torch.randint(n_items, (self.config.finetune_negatives,), device=items.device)
-        picked = torch.cat([items, samples.expand(items.shape[0], -1)], dim=1)  # (B, L + S)
-        bias = torch.zeros(picked.shape, dtype=rewards.dtype, device=rewards.device)
-        scores, _ = score_from_state(coefficients, prior_logits, rewards[picked], bias, self.config.temperature)
-        scores = scores / temperature
+        samples = torch.randint(n_items, (self.config.finetune_negatives,), device=items.device)  # (S,)
+        positives, _ = score_from_state(coefficients, prior_logits, rewards[items], torch.zeros(items.shape, dtype=rewards.dtype,
+                                        device=rewards.device), self.config.temperature)  # (B, L)
+        negatives, _ = score_from_state(coefficients, prior_logits, rewards[samples], torch.zeros(
+            len(samples), dtype=rewards.dtype, device=rewards.device), self.config.temperature)  # (B, S)
         in_history = torch.zeros(items.shape[0], n_items, dtype=torch.bool, device=items.device)
         in_history[rows[mask], items[mask]] = True
-        negatives = scores[:, items.shape[1]:].masked_fill(in_history.gather(1, picked[:, items.shape[1]:]), -torch.inf)
-        return sampled_softmax_loss(scores[:, : items.shape[1]], negatives, target.to(scores.dtype))
+        negatives = negatives.masked_fill(in_history[:, samples], -torch.inf)
+        return sampled_softmax_loss(positives / temperature, negatives / temperature, target.to(rewards.dtype))
 
     def on_validation_epoch_start(self) -> None:
         self.validation.reset()
@@ -183,11 +195,10 @@ def finetune_rewards(user_items: sp.csr_matrix, rewards: np.ndarray, config: Per
     module = SharedSideFinetune(rewards, config, settings, fold_in, targets)
     with torch.no_grad():
         start_rewards = module.item_rewards().numpy().copy()  # (n_items, K), unit rows with cosine
-    rows = np.flatnonzero(np.diff(user_items.indptr) >= 2)  # a target and a seen item each
-    train_loader = DataLoader(
-        rows, batch_size=config.finetune_batch_size, shuffle=True,
+    train_loader = DataLoader(  # one element per batch of users; Lightning shards them over processes
+        length_batches(user_items, config.finetune_batch_size, config.seed), batch_size=1, shuffle=True,
         generator=torch.Generator().manual_seed(config.seed),
-        collate_fn=lambda batch: padded_histories(user_items, np.asarray(batch)),
+        collate_fn=lambda batch: padded_histories(user_items, batch[0]),
     )
     val_loader = None
     if fold_in.shape[0]:
