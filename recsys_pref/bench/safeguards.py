@@ -38,7 +38,7 @@ from recsys_pref.data import InteractionDataset, SplitConfig, make_split
 from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
 from recsys_pref.models.state_bounds import StateBounds
-from recsys_pref.safeguards.config import BOUNDED_STATES, PRESETS, SafeguardsConfig
+from recsys_pref.safeguards.config import BOUNDED_STATES, PRESETS, SafeguardsConfig, load_safeguards
 from recsys_pref.safeguards.simulator import (
     METRICS, Simulation, SimulationConfig, TrueTastes, check_memory, estimated_bytes,
 )
@@ -64,7 +64,9 @@ class SafeguardsBenchConfig:
     recommender (and of the truth model on datasets without planted tastes). truth_seed: seed of
     the truth model. refit_users: at most this many simulated users join a refit.
     population_users: > 0 runs the population-scale mode (module docstring) on that many users
-    of a synthetic dataset; population_train_users: the users that model is fitted on."""
+    of a synthetic dataset; population_train_users: the users that model is fitted on.
+    all_from: a safeguards YAML (or name under conf/) that the "all" setting runs instead of the
+    preset: the settings tuned for a dataset on its validation simulation."""
 
     settings: tuple[str, ...] = ("off", "all")
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -77,6 +79,7 @@ class SafeguardsBenchConfig:
     refit_users: int = 5000
     population_users: int = 0
     population_train_users: int = 5000
+    all_from: str = ""
 
     def __post_init__(self) -> None:
         if self.population not in POPULATIONS:
@@ -112,7 +115,7 @@ def run_safeguards(dataset: InteractionDataset, config: SafeguardsBenchConfig,
     module docstring."""
     if config.population_users:
         return run_population(dataset, config, variants)
-    variants = variants or {name: SafeguardsConfig.preset(name) for name in config.settings}
+    variants = variants or setting_variants(config)
     split = make_split(dataset, SplitConfig(test_share=config.test_share, val_share=0.1, seed=0))
     held_out = split.test if config.population == "test" else split.val
     n_users = min(config.n_users, len(held_out))
@@ -138,7 +141,7 @@ def run_population(dataset: InteractionDataset, config: SafeguardsBenchConfig,
     if n_users < config.population_users:
         raise ValueError(f"the dataset has {everything.shape[0]} users, fewer than population_users="
                          f"{config.population_users}: generate it with --synthetic n_users=")
-    variants = variants or {name: SafeguardsConfig.preset(name) for name in config.settings}
+    variants = variants or setting_variants(config)
     base_config = PersonaConfig.preset("persona", **config.model)
     largest_pool = max(variant.candidates for variant in variants.values())
     estimate = estimated_bytes(n_users, everything.shape[1], dataset.ground_truth.item_embeddings.shape[1],
@@ -152,6 +155,15 @@ def run_population(dataset: InteractionDataset, config: SafeguardsBenchConfig,
     protocol = (f"population scale: {n_users} simulated users (planted tastes; all of them), the model fitted on "
                 f"{len(train_users)} of them, {_loop_words(config)}; estimated peak {estimate / 2**30:.2f} GiB")
     return _result(dataset, protocol, config, variants, rows, time.perf_counter() - started)
+
+
+def setting_variants(config: SafeguardsBenchConfig) -> dict[str, SafeguardsConfig]:
+    """The named settings of a run: the presets of config.settings, "all" read from
+    config.all_from when given."""
+    variants = {name: SafeguardsConfig.preset(name) for name in config.settings}
+    if config.all_from and "all" in variants:
+        variants["all"] = load_safeguards(config.all_from)
+    return variants
 
 
 def _loop_words(config: SafeguardsBenchConfig) -> str:
