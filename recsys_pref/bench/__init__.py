@@ -108,5 +108,6 @@ def run_suite(
         from recsys_pref.bench.amortization import AmortizationConfig, run_amortization
 
         amortization = AmortizationConfig.quick() if quick else AmortizationConfig()
-        return run_amortization(dataset, amortization)
+        sizes = {key: value for key, value in (overrides or {}).items() if key in ("model_users", "onboarding_users")}
+        return run_amortization(dataset, replace(amortization, **sizes))
     raise NotImplementedError(f"bench suite {suite!r} is not available yet in this version")
