@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -557,7 +557,7 @@ def _greedy_options(strength: np.ndarray, eligible: np.ndarray, child_ndcg: np.n
     child_ndcg (n, C) each user's NDCG if they chose it, node_ndcg (n,) if they chose nothing.
     A user answers the strongest option (the first of equals). Returns the options and the
     summed NDCG gain over the node."""
-    n, count = strength.shape
+    n = strength.shape[0]
     best = np.full(n, -np.inf)  # strength of each user's current answer
     current = node_ndcg.copy()
     chosen: list[int] = []
