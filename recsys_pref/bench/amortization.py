@@ -215,7 +215,7 @@ def write_plot(result: BenchResult, out_dir: Path) -> Path:
         totals = [row[f"total_s@1e{int(round(np.log10(n)))}"] for n in USER_COUNTS]
         axes.loglog(USER_COUNTS, totals, marker="o", label=f"{row['method']} (NDCG@10 {row['ndcg@10']:.3f})")
     axes.set_xlabel("users personalized, N")
-    axes.set_ylabel("total CPU seconds")
+    axes.set_ylabel("total wall seconds (2 CPU cores)")
     axes.set_title(f"Cost of personalizing N users ({result.dataset})")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7)
