@@ -27,7 +27,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import product
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -184,7 +185,7 @@ def _simulate(dataset: InteractionDataset, train: sp.csr_matrix, tastes: TrueTas
     ideal = Simulation(None, tastes, histories, banned, item_genres)
     for seed in tqdm(config.seeds, desc="seeds", disable=len(config.seeds) < 2):
         simulation_config = replace(config.simulation, seed=1000 * seed + seed_offset)
-        reference = _timed(lambda: ideal.run(SafeguardsConfig(), simulation_config, progress))
+        reference = _timed(ideal.run, SafeguardsConfig(), simulation_config, progress)
         runs.setdefault("ideal", []).append(reference)
         for name, safeguards in variants.items():
             bounds = safeguards.state_bounds
@@ -196,15 +197,15 @@ def _simulate(dataset: InteractionDataset, train: sp.csr_matrix, tastes: TrueTas
                                     _refit_on(train, model_config, config.refit_users))
             builder, refit = builders[bounds]
             simulation = replace(ideal, builder=builder, retrain=refit)
-            runs.setdefault(name, []).append(_timed(lambda: simulation.run(
-                replace(safeguards, **UNBOUNDED), simulation_config, progress, reference=reference)))
+            runs.setdefault(name, []).append(_timed(simulation.run, replace(safeguards, **UNBOUNDED), simulation_config,
+                                                    progress, reference=reference))
     return [row for name, per_seed in runs.items() for row in _mean_over_seeds(name, per_seed)]
 
 
-def _timed(run: Callable[[], list[dict[str, float]]]) -> list[dict[str, float]]:
-    """The rows of a run, each with the run's wall time in seconds (wall_s)."""
+def _timed(run: Callable[..., list[dict[str, float]]], *args: Any, **kwargs: Any) -> list[dict[str, float]]:
+    """The rows of run(*args, **kwargs), each with the run's wall time in seconds (wall_s)."""
     started = time.perf_counter()
-    rows = run()
+    rows = run(*args, **kwargs)
     return [row | {"wall_s": time.perf_counter() - started} for row in rows]
 
 

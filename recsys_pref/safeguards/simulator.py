@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -411,7 +411,7 @@ def consume(slate: np.ndarray, utilities: np.ndarray, rng: np.random.Generator,
             config: SimulationConfig) -> sp.csr_matrix:
     """(n, n_items) binary: the items each user takes from their slate (n, k), by the choice
     model of the module docstring (Gumbel-top-k over slate items and the no-choice option)."""
-    n, k = slate.shape
+    k = slate.shape[1]
     valid = slate >= 0
     item_utility = np.where(valid, np.take_along_axis(utilities, np.maximum(slate, 0), axis=1), -np.inf)
     no_choice = np.quantile(utilities, config.no_choice_quantile, axis=1)  # (n,)
