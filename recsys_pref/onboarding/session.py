@@ -330,8 +330,6 @@ class Onboarder:
             state.path.append(node)
             state.questions.append(list(self.tree.nodes[node].options))
             return list(self.tree.nodes[node].options)
-        if self.tree is not None and observations(state):
-            self._update_posterior(state)
         known, unknown = known_and_unknown(state)
         rng = np.random.default_rng([state.seed, len(state.questions)])
         left_out = unknown | shown_items(state)
@@ -386,15 +384,17 @@ class Onboarder:
             state.answers.append(self._kind_code(choice, items))
             return state
         state.answers.append(self._answer_code(choice, items, state.question_type))
-        if state.answers[-1] != "unknown" and self.tree is None:
-            self._update_posterior(state)
+        if self.tree is None:
+            if state.answers[-1] != "unknown":
+                self._update_posterior(state)
+        elif self.tree_question(state) is None and observations(state):
+            self._update_posterior(state)  # the next question is the fallback's: it needs the posterior
         return state
 
     def _update_posterior(self, state: OnboardingState) -> None:
         """The Laplace posterior of every answer so far, from the state's mean. With a tree the
-        posterior serves only the fallback's criterion, so it is updated when the session falls
-        off the tree and at each fallback question (a stored state has the same mean, so a
-        resumed session selects the same question)."""
+        posterior serves only the fallback's criterion, so it is updated only after answers that
+        leave the session off the tree (the first one takes in every answer given on the tree)."""
         posterior = laplace(self.space, observations(state), state.posterior.mean, self.config.newton_steps)
         state.mean, state.covariance = posterior.mean.tolist(), posterior.covariance.tolist()
 
