@@ -366,7 +366,7 @@ STATES = {
     "not JSON": ("{", "not an onboarding state"),
     "a list": ("[1]", "expected a JSON object"),
     "no version": (json.dumps({"question_type": "choice"}), "version None"),
-    "newer version": (_state_json(version=2), "version 2"),
+    "newer version": (_state_json(version=3), "version 3"),
     "unknown field": (_state_json(colour="red"), "unknown field(s) ['colour']"),
     "missing mean": (json.dumps({"version": 1, "question_type": "choice", "max_questions": 3, "covariance": []}),
                      "missing field(s) ['mean']"),
