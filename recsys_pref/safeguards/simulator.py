@@ -238,7 +238,7 @@ class Simulation:
     banned: np.ndarray | None = None
     item_genres: np.ndarray | None = None
     retrain: Callable[[sp.csr_matrix], PersonaRecommender] | None = None
-    _pairs: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _pairs: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     def run(self, safeguards: SafeguardsConfig, config: SimulationConfig, progress: bool = False,
             reference: list[dict[str, float]] | None = None) -> list[dict[str, float]]:
@@ -272,13 +272,14 @@ class Simulation:
         or at random (nearest=False; echo_chambers.random_pairs, max_users // 2 pairs)."""
         if not nearest:
             return random_pairs(self.tastes.n_users, max_users // 2)
-        if max_users not in self._pairs:
+        key = (max_users, id(self.tastes))  # copies made by dataclasses.replace share this cache
+        if key not in self._pairs:
             users = np.arange(self.tastes.n_users)
             if len(users) > max_users:
                 users = np.sort(np.random.default_rng(0).choice(len(users), max_users, replace=False))
             pairs = nearest_taste_pairs(self.tastes.initial(users), max_users=max_users)
-            self._pairs[max_users] = users[pairs]
-        return self._pairs[max_users]
+            self._pairs[key] = users[pairs]
+        return self._pairs[key]
 
 
 class _Loop:
