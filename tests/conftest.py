@@ -61,6 +61,18 @@ def fast_params() -> dict[str, dict]:
     return FAST_PARAMS
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch single-threaded for a test module (use with pytest.mark.usefixtures): onboarding's
+    tensors are tiny, and on a busy 2-core machine extra torch threads only spin."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def fast_model() -> Callable[[str], Recommender]:
     """fast_model(name): an unfitted registered model with FAST_PARAMS[name]."""

@@ -28,13 +28,7 @@ from recsys_pref.pipeline import PersonaPipeline
 SMALL = dict(n_bases=8, embedding_dim=8, hidden_dim=32, max_epochs=3, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Onboarding's tensors are tiny; on a busy 2-core machine extra torch threads only spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 
 from recsys_pref.core.metrics import ndcg_at_k
 from recsys_pref.data.synthetic import make_synthetic
@@ -26,12 +25,7 @@ TRAINING_USERS = 400
 TREE = TreeConfig(min_users=8, pool_size=40, max_depth=6)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
