@@ -160,6 +160,20 @@ def test_the_tree_asks_first_and_records_its_path(model, planted, train, tree):
     assert policy.next_question_indices(state) == list(tree.nodes[0].options) and state.path == [0]
 
 
+
+def test_before_the_first_answer_a_tree_session_ranks_the_popular_list(model, planted, train, tree):
+    policy = onboarder(model, planted, train, tree)
+    popularity = np.asarray(train.sum(axis=0)).ravel()
+    top = policy.recommend(policy.start(), k=5)["item_id"].to_list()
+    expected = planted.item_ids.to_external(np.argsort(-popularity, kind="stable")[:5]).tolist()
+    assert top == expected
+
+
+def test_after_an_answer_a_tree_session_ranks_by_its_fold_in(model, planted, train, tree):
+    policy = onboarder(model, planted, train, tree)
+    state = interview(policy, oracle_of(planted, TRAINING_USERS), 1)
+    np.testing.assert_array_equal(policy.ranking_scores([state]), policy.scores_and_attention([state])[0])
+
 @pytest.fixture()
 def pending(model, planted, train, tree):
     """An onboarder and a state with one answered question and one pending item question."""

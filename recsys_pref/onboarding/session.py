@@ -265,7 +265,7 @@ def build_onboarder(
     explainer = Explainer.for_items(model.scorer, items, train) if items is not None else None
     if tree is not None:
         tree.check_model(model)
-    return Onboarder(space, pool, item_ids, config, items, n_known, explainer, tree, model)
+    return Onboarder(space, pool, item_ids, config, items, n_known, explainer, tree, model, popularity)
 
 
 class Onboarder:
@@ -290,6 +290,7 @@ class Onboarder:
         explainer: Explainer | None = None,
         tree: InterviewTree | None = None,
         model: PersonaRecommender | None = None,
+        popularity: np.ndarray | None = None,
     ) -> None:
         if len(item_ids) != space.n_items:
             raise ValueError(f"item_ids has {len(item_ids)} items, the model {space.n_items}")
@@ -300,6 +301,7 @@ class Onboarder:
         self.fingerprint = model_fingerprint(model) if model is not None else None
         self.space, self.pool, self.item_ids, self.config = space, np.asarray(pool, np.int64), item_ids, config
         self.items, self.n_known, self.explainer = items, n_known, explainer
+        self.popularity = None if popularity is None else np.asarray(popularity, np.float64)
         genres = items["genres"].to_list() if items is not None and "genres" in items.columns else None
         self.item_genres: list[list[str]] | None = genres if genres and any(genres) else None
 
@@ -523,9 +525,12 @@ class Onboarder:
         """(n, n_items) scores that rank the catalog: log of the posterior-averaged share of each
         item, log E_z[softmax_catalog(s(z))], over `predictive_samples` fixed draws z = m + L eps
         (S = L L^T); with no answer this is the training users' average taste, i.e. close to
-        popularity, where the mean state alone is not. Items outside the catalog get -inf."""
+        popularity, where the mean state alone is not. Items outside the catalog get -inf. With
+        an interview tree: the tree's fold-ins (`_tree_ranking_scores`)."""
         samples = self.config.predictive_samples
-        if samples == 0 or self.tree is not None:
+        if self.tree is not None:
+            return self._tree_ranking_scores(states)
+        if samples == 0:
             return self.scores_and_attention(states)[0]
         noise = torch.randn(samples, self.space.rank, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         catalog = torch.from_numpy(self.space.catalog)
@@ -538,6 +543,18 @@ class Onboarder:
                 shares = torch.log_softmax(scores.masked_fill(~catalog, -torch.inf), dim=1)
                 result[row] = (torch.logsumexp(shares, dim=0) - np.log(samples)).numpy()
         return result
+
+    def _tree_ranking_scores(self, states: Sequence[OnboardingState]) -> np.ndarray:
+        """(n, n_items) scores of the tree's fold-ins; a session with no answer yet ranks by
+        log popularity instead (when the onboarder knows it): with nothing known about a person,
+        the items most people like are the population's best guess, and the root's fold-in (its
+        pooled history) only approximates that list (BENCHMARKS.md, issue 12, n = 0)."""
+        scores = self.scores_and_attention(states)[0]
+        if self.popularity is not None:
+            unanswered = [row for row, state in enumerate(states) if not state.answers]
+            with np.errstate(divide="ignore"):  # log 0 = -inf: items no one liked rank last
+                scores[unanswered] = np.where(self.space.catalog, np.log(self.popularity), -np.inf)
+        return scores
 
     def persona_labels(self, state: OnboardingState) -> list[str]:
         """A label per persona of the posterior mean state, by the one labelling function
