@@ -274,6 +274,31 @@ def test_an_interrupted_migration_completes_when_rerun(store):
     profiles.check_model("new-model", migrate=lambda store: None)
     assert profiles.model_hash() == "new-model"
 
+
+@pytest.fixture(scope="module")
+def model_dir_with_tree(pipeline, model_dir, tmp_path_factory):
+    """A copy of the artifact with an interview tree grown beside it (as `recsys-pref onboard` does)."""
+    import shutil
+
+    from recsys_pref.onboarding.tree import TreeConfig
+    from recsys_pref.terminal import interview_tree
+
+    copy = Path(shutil.copytree(model_dir, tmp_path_factory.mktemp("tree") / "model"))
+    tree = interview_tree(pipeline, copy, TreeConfig(min_users=3, pool_size=20, validation_share=0.0), write=lambda line: None)
+    assert tree.nodes[0].options, "the tiny pipeline grew no question: the test needs one"
+    return copy
+
+
+def test_onboarding_asks_the_interview_tree_saved_beside_the_model(model_dir_with_tree, store):
+    from recsys_pref.onboarding.tree import TREE_FILE, InterviewTree
+
+    tree = InterviewTree.load(model_dir_with_tree / TREE_FILE)
+    with client_for(open_service(model_dir_with_tree, store)) as client:
+        started = client.post("/onboarding", headers=AUTH).json()
+        finished = onboard(client, NEW_USER)
+    assert [item["item_id"] for item in started["question"]["items"]] == list(tree.nodes[0].options)
+    assert finished["state_bytes"] > 0
+
 # -- bad input: a clear 4xx, the store unchanged ---------------------------------------------------
 def _pending(client) -> tuple[str, list[int]]:
     """A new session's id and the item ids its first question shows."""

@@ -27,6 +27,7 @@ from recsys_pref.explain.control import Control, resolve
 from recsys_pref.explain.summary import persona_mix
 from recsys_pref.onboarding.session import Onboarder, OnboardingConfig, OnboardingError, OnboardingState, build_onboarder
 from recsys_pref.onboarding.questions import QuestionConfig
+from recsys_pref.onboarding.tree import TREE_FILE, InterviewTree
 from recsys_pref.safeguards.config import SafeguardsConfig
 from recsys_pref.service.engine import Engine, PersonaEngine
 from recsys_pref.service.errors import ServiceError, conflict, invalid, not_found
@@ -88,9 +89,18 @@ class ProfileService:
             onboarding = OnboardingConfig(QuestionConfig(question_type=config.question_type),
                                           max_questions=config.questions)
             self.onboarder = build_onboarder(self.pipeline.model, self.pipeline.histories, self.pipeline.item_ids,
-                                             onboarding, self.pipeline.items)
+                                             onboarding, self.pipeline.items, tree=self._interview_tree())
         self._known_state: Callable[[Any], np.ndarray] = lru_cache(maxsize=KNOWN_STATE_CACHE)(
             lambda user: self.engine.fold_in([user], [[]])[0])
+
+    def _interview_tree(self) -> InterviewTree | None:
+        """The learned interview tree saved beside the model (`recsys-pref onboard` grows it once;
+        TreeError if it was grown for another model), for choice questions; None: there is none,
+        or the service asks pairs, and onboarding uses the information criterion alone."""
+        path = self.config.model_dir / TREE_FILE
+        if self.config.question_type != "choice" or not path.exists():
+            return None
+        return InterviewTree.load(path, self.pipeline.model)
 
     # -- ids -------------------------------------------------------------------------------
     def parse_user(self, value: Any, field: str) -> Any:
@@ -491,7 +501,7 @@ class ProfileService:
             if self.store.get_profile(str(user)) is not None:
                 raise conflict(f"user {user!r} already has a profile; DELETE it first", "body.user_id")
             assert self.onboarder is not None
-            vector = self.onboarder.space.persona_state(np.array(state.mean)).vectors()[0]
+            vector = self.onboarder.persona_states([state]).vectors()[0]
             chosen = list(dict.fromkeys(answer for answer in state.answers if isinstance(answer, int)))
             items = self.pipeline.item_ids.to_external(np.array(chosen, np.int64)).tolist() if chosen else []
             self.store.finish_session(session, str(user), vector, map(str, items))
