@@ -55,8 +55,15 @@ def fitted() -> PersonaRecommender:
     return make_model("persona", **SMALL).fit(random_history(n_users=60, n_items=40))
 
 
+@pytest.fixture(params=["factored", "history-space"])
+def exact_route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every history solved by factoring A_m, or every one in history space (Woodbury)."""
+    monkeypatch.setattr(inference, "KERNEL_LENGTH_PER_BASE", 0.0 if request.param == "factored" else 1e9)
+    return request.param
+
+
 # -- the solve ------------------------------------------------------------------------------
-def test_single_persona_is_the_closed_form_als_user_step() -> None:
+def test_single_persona_is_the_closed_form_als_user_step(exact_route: str) -> None:
     history, rewards = random_history(), random_rewards()
     config = settings(1)
     coefficients, logits = infer_states(history, rewards, config, dtype=torch.float64)
@@ -83,7 +90,7 @@ def test_single_persona_equals_implicit_recalculate_user() -> None:
 
 
 @pytest.mark.parametrize("n_personas", [1, 2, 3])
-def test_gradient_of_the_objective_is_zero_at_the_solution(n_personas: int) -> None:
+def test_gradient_of_the_objective_is_zero_at_the_solution(n_personas: int, exact_route: str) -> None:
     history, rewards = random_history(n_users=8), random_rewards()
     config = settings(n_personas, em_iterations=400)
     state = infer_states(history, rewards, config, dtype=torch.float64)
@@ -100,12 +107,15 @@ def test_annealed_em_also_reaches_a_zero_gradient() -> None:
         assert user_objective(history, row, rewards, state, config).abs().max().item() < 2e-3
 
 
-def objective_per_m_step(history: sp.csr_matrix, rewards: np.ndarray, config: InferenceSettings) -> np.ndarray:
+def objective_per_m_step(history: sp.csr_matrix, rewards: np.ndarray, config: InferenceSettings,
+                         in_history_space: bool = False) -> np.ndarray:
     """F at beta of every EM iterate (M-steps, users)."""
     table = torch.from_numpy(rewards)
+    ridge = table.T @ table + config.regularization * torch.eye(table.shape[1], dtype=table.dtype)
+    whitened = torch.linalg.solve(ridge, table.T).T if in_history_space else None
     [(rows, chunk)] = list(inference.history_chunks(history, config.alpha, torch.float64))
     values = []
-    for coefficients, log_weights in inference.em_iterates(table, table.T @ table, chunk, config):
+    for coefficients, log_weights in inference.em_iterates(table, table.T @ table, chunk, config, whitened):
         values.append([float(objective(coefficients[row], log_weights[row], table,
                                        history.indices[history.indptr[user] : history.indptr[user + 1]],
                                        history.data[history.indptr[user] : history.indptr[user + 1]], config))
@@ -113,11 +123,12 @@ def objective_per_m_step(history: sp.csr_matrix, rewards: np.ndarray, config: In
     return np.array(values)
 
 
+@pytest.mark.parametrize("in_history_space", [False, True])
 @pytest.mark.parametrize("cg_steps", [0, 2])
-def test_em_never_increases_the_objective(cg_steps: int) -> None:
+def test_em_never_increases_the_objective(cg_steps: int, in_history_space: bool) -> None:
     config = InferenceSettings(3, regularization=2.0, alpha=3.0, em_iterations=12, responsibility_scale=4.0,
                                cg_steps=cg_steps)
-    values = objective_per_m_step(random_history(n_users=12), random_rewards(), config)
+    values = objective_per_m_step(random_history(n_users=12), random_rewards(), config, in_history_space)
     assert (np.diff(values, axis=0) <= 1e-9 * np.abs(values[1:])).all()
     assert (values[-1] < values[0] - 1e-3).any()  # and it does move
 
@@ -147,14 +158,34 @@ def test_personas_split_a_history_of_two_distinct_tastes() -> None:
     np.testing.assert_allclose(np.exp(logits[0]), [0.5, 0.5], atol=1e-6)
 
 
-def test_states_do_not_depend_on_how_users_are_batched(monkeypatch: pytest.MonkeyPatch) -> None:
-    history, rewards = random_history(n_users=25), random_rewards()
+@pytest.mark.parametrize("n_bases", [5, 12])  # with 12 bases some histories are short enough for history space
+def test_states_do_not_depend_on_how_users_are_batched(monkeypatch: pytest.MonkeyPatch, n_bases: int) -> None:
+    history, rewards = random_history(n_users=25), random_rewards(n_bases=n_bases)
     whole = infer_states(history, rewards, settings(2), dtype=torch.float64)
     monkeypatch.setattr(inference, "CHUNK_CELLS", 7)
     monkeypatch.setattr(inference, "MAX_CHUNK_USERS", 3)
     pieces = infer_states(history, rewards, settings(2), dtype=torch.float64)
     np.testing.assert_allclose(pieces[0], whole[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(pieces[1], whole[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_personas", [1, 2, 3])
+def test_the_history_space_solve_equals_the_factored_solve(n_personas: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    history, rewards = random_history(n_users=20, density=0.1), random_rewards(n_bases=16)
+    monkeypatch.setattr(inference, "KERNEL_LENGTH_PER_BASE", 0.0)
+    factored = infer_states(history, rewards, settings(n_personas), dtype=torch.float64)
+    monkeypatch.setattr(inference, "KERNEL_LENGTH_PER_BASE", 1e9)
+    in_history_space = infer_states(history, rewards, settings(n_personas), dtype=torch.float64)
+    np.testing.assert_allclose(in_history_space[0], factored[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(in_history_space[1], factored[1], rtol=1e-5, atol=1e-6)
+
+
+def test_no_chunk_mixes_short_and_long_histories(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inference, "MAX_CHUNK_USERS", 7)
+    history = random_history(n_users=40, density=0.15)
+    lengths = np.diff(history.indptr)
+    for rows, _ in inference.history_chunks(history, 1.0, torch.float64, split_after=int(np.median(lengths))):
+        assert len(set(lengths[rows] <= int(np.median(lengths)))) == 1
 
 
 def test_fewer_history_items_than_personas_give_a_finite_state() -> None:

@@ -31,6 +31,22 @@ quadratic, so this generalised EM still never increases F, and it is 5-10x faste
 M-step is exact, so every persona's coefficients are the exact weighted least-squares solution
 for the final responsibilities (cg_steps = 0: every M-step exact).
 
+An exact solve takes one of two routes, chosen per user by the length L of their own history
+(so a user's state never depends on who shares their batch), with the same solution up to
+rounding. Long histories (L > KERNEL_LENGTH_PER_BASE K) form A_m and factor it: O(L K^2 + K^3)
+per persona. Short ones solve in history space: A_m = B + U D_m U^T with B = G + lambda I the
+same for everyone, U = (r_i)_{i in H} (K, L) and D_m = diag(w_i gamma_mi - 1), so with the
+whitened rewards q_i = B^{-1} r_i (one (n_items, K) table per call) and S = U^T B^{-1} U (L, L)
+(Woodbury; Sylvester's determinant identity makes I + S D_m invertible since A_m is):
+
+    (I + S D_m) y_m = S w gamma_m,      c_m = sum_i (w_i gamma_mi - D_m,i y_m,i) q_i
+
+where y_m = U^T c_m are the persona's rewards of the history items. S is computed once per
+user for every solve, and each solve is an (L, L) one: O(L^2 K) once plus O(L^3) per persona.
+Measured on this repository's 2-core machine (M = 2, 5 EM steps, random rewards): with K = 64
+and 20-item histories the whole fold-in ran 3.6x faster; history space wins up to L = 0.9 K at
+K = 32 and beyond L = K at K = 64 (LAPACK factors 64 x 64 matrices slowly), hence the 0.875.
+
 Initialisation for M > 1 is deterministic: the first seed is the history item the M = 1
 solution likes most, each next seed the history item farthest (in cosine) from the seeds
 chosen so far; responsibilities start as a hard assignment of each history item to its
@@ -72,6 +88,7 @@ from recsys_pref.models.persona.scorer import persona_rewards
 CHUNK_CELLS = 1 << 15  # (user, history item) cells per batch: with M=4, K=64 about 32 MB of float32
 MAX_CHUNK_USERS = 4096  # users per batch, whatever their history lengths
 CG_TOLERANCE = 1e-10  # relative residual energy at which a conjugate-gradient system counts as solved
+KERNEL_LENGTH_PER_BASE = 0.875  # histories of at most this many items per base are solved in history space
 
 
 @dataclass(frozen=True)
@@ -123,16 +140,19 @@ class History:
     mask: Tensor
 
 
-def history_chunks(user_items: sp.csr_matrix, alpha: float, dtype: torch.dtype
+def history_chunks(user_items: sp.csr_matrix, alpha: float, dtype: torch.dtype, split_after: int | None = None
                    ) -> Iterator[tuple[np.ndarray, History]]:
-    """(rows, History) chunks of the non-empty rows of `user_items`, shortest histories first."""
+    """(rows, History) chunks of the non-empty rows of `user_items`, shortest histories first;
+    no chunk mixes histories of at most `split_after` items with longer ones."""
     lengths = np.diff(user_items.indptr)
     order = np.argsort(lengths, kind="stable")
     order = order[lengths[order] > 0]
+    boundary = len(order) if split_after is None else int(np.searchsorted(lengths[order], split_after, side="right"))
     start = 0
     while start < len(order):
-        longest = lengths[order[min(start + MAX_CHUNK_USERS, len(order)) - 1]]
-        size = int(min(MAX_CHUNK_USERS, max(1, CHUNK_CELLS // max(longest, 1)), len(order) - start))
+        end = boundary if start < boundary else len(order)
+        longest = lengths[order[min(start + MAX_CHUNK_USERS, end) - 1]]
+        size = int(min(MAX_CHUNK_USERS, max(1, CHUNK_CELLS // max(longest, 1)), end - start))
         rows = order[start : start + size]
         part = user_items[rows]
         width = int(lengths[rows].max())
@@ -145,9 +165,13 @@ def history_chunks(user_items: sp.csr_matrix, alpha: float, dtype: torch.dtype
 
 
 def weighted_gram(rewards: Tensor, weights: Tensor) -> Tensor:
-    """sum_i weights_mi r_i r_i^T: rewards (B, L, K), weights (B, M, L) -> (B, M, K, K)."""
-    weighted = rewards[:, None] * weights[..., None]  # (B, M, L, K)
-    return weighted.transpose(-1, -2) @ rewards[:, None]
+    """sum_i weights_mi r_i r_i^T: rewards (B, L, K), weights (B, M, L) -> (B, M, K, K).
+
+    One (M K, L) x (L, K) product per user: broadcasting `rewards` over M instead would copy it
+    M times."""
+    (batch, personas, _), n_bases = weights.shape, rewards.shape[2]
+    weighted = rewards.transpose(1, 2).contiguous()[:, None] * weights[:, :, None, :]  # (B, M, K, L)
+    return (weighted.reshape(batch, personas * n_bases, -1) @ rewards).view(batch, personas, n_bases, n_bases)
 
 
 def solve_personas(gram: Tensor, rewards: Tensor, history: History, gamma: Tensor,
@@ -156,13 +180,38 @@ def solve_personas(gram: Tensor, rewards: Tensor, history: History, gamma: Tenso
 
     gram G (K, K); rewards (B, L, K) of the history items; gamma (B, M, L) -> (B, M, K)."""
     weights = history.confidence[:, None, :] * gamma  # (B, M, L): w_i gamma_mi, 0 where padded
-    lhs = gram + regularization * torch.eye(gram.shape[0], dtype=gram.dtype)
-    lhs = lhs + weighted_gram(rewards, weights - history.mask[:, None, :].to(gram.dtype))  # (B, M, K, K)
+    lhs = weighted_gram(rewards, weights - history.mask[:, None, :].to(gram.dtype))  # (B, M, K, K)
+    lhs += gram + regularization * torch.eye(gram.shape[0], dtype=gram.dtype)
     rhs = (weights @ rewards)[..., None]  # (B, M, K, 1)
     factor, info = torch.linalg.cholesky_ex(lhs)
     if bool((info > 0).any()):  # only in pathological float32 cases; the general solver still works
         return torch.linalg.solve(lhs, rhs)[..., 0]
     return torch.cholesky_solve(rhs, factor)[..., 0]
+
+
+def solve_personas_in_history_space(similarity: Tensor, whitened: Tensor, history: History, gamma: Tensor
+                                    ) -> Tensor:
+    """The same M-step as `solve_personas`, through the (L, L) systems of the module docstring.
+
+    similarity S (B, L, L) = U^T B^{-1} U; whitened (B, L, K) the history items' q_i; gamma
+    (B, M, L) -> (B, M, K). Padded cells have w = D = 0, so they never enter a real item's equation."""
+    weights = history.confidence[:, None, :] * gamma  # (B, M, L)
+    excess = weights - history.mask[:, None, :].to(weights.dtype)  # D_m: w gamma - 1 on the history
+    lhs = similarity[:, None] * excess[:, :, None, :]  # (B, M, L, L): S D_m
+    lhs.diagonal(dim1=-2, dim2=-1).add_(1.0)
+    rhs = weights @ similarity  # (B, M, L): S w gamma_m (S symmetric)
+    rho = torch.linalg.solve(lhs, rhs[..., None])[..., 0]  # (B, M, L): y_m
+    return (weights - excess * rho) @ whitened
+
+
+def exact_solver(gram: Tensor, rewards: Tensor, history: History, regularization: float,
+                 whitened: Tensor | None) -> Callable[[Tensor], Tensor]:
+    """gamma (B, M, L) -> the exact M-step's coefficients (B, M, K) for this chunk: in history
+    space when `whitened` (B, L, K) is given, else by factoring A_m (module docstring)."""
+    if whitened is None:
+        return lambda gamma: solve_personas(gram, rewards, history, gamma, regularization)
+    similarity = rewards @ whitened.transpose(1, 2)  # (B, L, L)
+    return lambda gamma: solve_personas_in_history_space(similarity, whitened, history, gamma)
 
 
 def refine_personas(coefficients: Tensor, rho: Tensor, gram: Tensor, rewards: Tensor, history: History,
@@ -233,20 +282,23 @@ def initial_responsibilities(single: Tensor, rewards: Tensor, history: History, 
         nearest = torch.maximum(nearest, torch.einsum("bk,blk->bl", seed_unit, unit))
         seeds.append(nearest.masked_fill(~mask, math.inf).argmin(dim=1))
     seed_units = torch.stack([unit[torch.arange(len(unit)), seed] for seed in seeds], dim=1)  # (B, M, K)
-    closest = (seed_units @ unit.transpose(1, 2)).argmax(dim=1)  # (B, L): first seed wins ties
+    closest = (unit @ seed_units.transpose(1, 2)).argmax(dim=2)  # (B, L): first seed wins ties
     gamma = torch.nn.functional.one_hot(closest, n_personas).transpose(1, 2).to(rewards.dtype)
     return gamma * mask[:, None, :]
 
 
-def em_iterates(rewards: Tensor, gram: Tensor, history: History, settings: InferenceSettings
-                ) -> Iterator[tuple[Tensor, Tensor]]:
+def em_iterates(rewards: Tensor, gram: Tensor, history: History, settings: InferenceSettings,
+                whitened: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
     """The states (coefficients (B, M, K), prior logits log pi (B, M)) of one chunk of users after
     each M-step, the last one final (module docstring).
 
-    rewards: r for the whole catalog (n_items, K); gram: G = rewards^T rewards (K, K)."""
+    rewards: r for the whole catalog (n_items, K); gram: G = rewards^T rewards (K, K); whitened:
+    q = r (G + lambda I)^{-1} for the catalog (n_items, K) to solve in history space, or None."""
     item_rewards = rewards[history.items]  # (B, L, K)
+    solve_exactly = exact_solver(gram, item_rewards, history, settings.regularization,
+                                 None if whitened is None else whitened[history.items])
     ones = history.mask[:, None, :].to(rewards.dtype)  # gamma = 1: the single-persona solve
-    single = solve_personas(gram, item_rewards, history, ones, settings.regularization)  # (B, 1, K)
+    single = solve_exactly(ones)  # (B, 1, K)
     if settings.n_personas == 1:
         yield single, torch.zeros(single.shape[:2], dtype=rewards.dtype)
         return
@@ -262,7 +314,7 @@ def em_iterates(rewards: Tensor, gram: Tensor, history: History, settings: Infer
             coefficients = refine_personas(coefficients, rho, gram, item_rewards, history, gamma,
                                            settings.regularization, settings.cg_steps)
         else:
-            coefficients = solve_personas(gram, item_rewards, history, gamma, settings.regularization)
+            coefficients = solve_exactly(gamma)
         yield coefficients, log_weights
 
 
@@ -290,16 +342,20 @@ def infer_states(user_items: sp.csr_matrix, rewards: np.ndarray, settings: Infer
     table = torch.from_numpy(np.asarray(rewards)).to(dtype)
     gram = table.T @ table  # (K, K)
     n, (_, n_bases) = matrix.shape[0], table.shape
+    ridge = gram + settings.regularization * torch.eye(n_bases, dtype=dtype)
+    whitened = torch.cholesky_solve(table.T, torch.linalg.cholesky(ridge)).T  # (n_items, K): q_i = B^{-1} r_i
+    short = int(KERNEL_LENGTH_PER_BASE * n_bases)  # histories this long or shorter: solved in history space
     coefficients = np.zeros((n, settings.n_personas, n_bases), np.float32)
     prior_logits = np.full((n, settings.n_personas), -math.log(settings.n_personas), np.float32)
 
     def solve(history: History) -> tuple[Tensor, Tensor]:
         with torch.no_grad():  # thread-local: set in the worker
-            for state in em_iterates(table, gram, history, settings):
+            in_history_space = history.items.shape[1] <= short
+            for state in em_iterates(table, gram, history, settings, whitened if in_history_space else None):
                 pass  # the last iterate is the state
         return state
 
-    chunks = list(history_chunks(matrix, settings.alpha, dtype))
+    chunks = list(history_chunks(matrix, settings.alpha, dtype, split_after=short))
     with one_torch_thread() as workers, ThreadPoolExecutor(workers) as pool:
         for (rows, _), (part_coefficients, part_logits) in zip(chunks, pool.map(solve, [c[1] for c in chunks])):
             coefficients[rows], prior_logits[rows] = part_coefficients.numpy(), part_logits.numpy()
