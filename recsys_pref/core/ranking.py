@@ -54,7 +54,18 @@ def top_k(
         candidate_mask = np.ones_like(scores, dtype=bool)
     ids = np.full((n_users, k), -1, dtype=np.int64)
     values = np.full((n_users, k), -np.inf, dtype=np.float32)
-    for row in range(n_users):
+    # Rows with exactly k_eff candidates (no tie with the k-th score) are sorted all at once, when
+    # k_eff < n_items (sorting whole rows at once measured slower than the row loop below).
+    untied = candidate_mask.sum(axis=1) == k_eff if k_eff < n_items else np.zeros(n_users, bool)
+    if untied.any():
+        rows = np.flatnonzero(untied)
+        candidates = np.nonzero(candidate_mask[rows])[1].reshape(len(rows), k_eff)  # ascending item index
+        candidate_scores = np.take_along_axis(scores[rows], candidates, axis=1)
+        order = np.argsort(-candidate_scores, axis=1, kind="stable")  # ties: the lower index first
+        best = np.take_along_axis(candidate_scores, order, axis=1)
+        ids[rows, :k_eff] = np.where(best > -np.inf, np.take_along_axis(candidates, order, axis=1), -1)
+        values[rows, :k_eff] = best
+    for row in np.flatnonzero(~untied):  # rows with candidates tied with the k-th score
         candidates = np.flatnonzero(candidate_mask[row])
         order = candidates[np.argsort(-scores[row, candidates], kind="stable")][:k_eff]
         order = order[scores[row, order] > -np.inf]
