@@ -18,7 +18,7 @@ from recsys_pref.evaluation.echo_chambers import (
 from recsys_pref.models.persona import PersonaRecommender
 from recsys_pref.safeguards import SafeguardsConfig, load_safeguards
 from recsys_pref.safeguards.simulator import (
-    Simulation, SimulationConfig, TasteDrift, TrueTastes, check_memory, estimated_bytes,
+    Simulation, SimulationConfig, TasteDrift, TrueTastes, check_memory, estimated_bytes, row_quantile,
 )
 from recsys_pref.safeguards.slate import SlateBuilder
 
@@ -98,6 +98,22 @@ def test_taste_drift_is_zero_unchanged_and_two_reversed():
 
 
 # -- the chunked simulator ----------------------------------------------------------------
+def test_drift_is_measured_in_the_embedding_space_as_taste_drift_measures_it_over_the_catalog():
+    rng = np.random.default_rng(1)
+    embeddings, initial = rng.normal(size=(40, 5)), rng.normal(size=(4, 40))
+    drift = TasteDrift.for_items(embeddings)
+    summed = drift.step(binary([[0, 1], [], [5, 9, 30], [2]], n_items=40)) * 3.0
+    utilities, drifted = drift.current(initial, summed, 0.2)
+    np.testing.assert_allclose(drifted, taste_drift(utilities, initial), atol=1e-12)
+    assert drifted[1] == 0.0 and drifted[0] > 0
+
+
+def test_row_quantile_equals_numpys_linear_quantile():
+    values = np.random.default_rng(2).normal(size=(7, 33))
+    for q in (0.0, 0.3, 0.5, 0.99, 1.0):
+        np.testing.assert_array_equal(row_quantile(values, q), np.quantile(values, q, axis=1))
+
+
 def test_chunked_drift_equals_moving_the_utilities_toward_consumed_neighbours():
     rng = np.random.default_rng(0)
     embeddings, initial = rng.normal(size=(30, 4)), rng.normal(size=(3, 30))

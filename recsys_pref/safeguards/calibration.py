@@ -85,11 +85,14 @@ def calibrated_rerank(
     slate = np.full((n, min(k, n_candidates)), -1, np.int64)
     smoothing = alpha * target[:, None, :]  # (n, 1, C)
     tiny = np.finfo(np.float64).tiny
+    smoothed = np.empty(item_mix.shape)  # (n, N, C), reused by every slot
     for slot in range(slate.shape[1]):
         # KL(p || q~) = sum p log p - sum p log q~: the first sum is the same for every candidate
         # of a user, so the greedy step maximises (1 - lam) rel + lam sum_c p_c log q~_c instead
         # (same choice, one log per entry and no (n, N, C) temporaries beyond q~).
-        smoothed = (mix_sum[:, None, :] + item_mix) * ((1.0 - alpha) / (slot + 1)) + smoothing  # (n, N, C)
+        np.add(mix_sum[:, None, :], item_mix, out=smoothed)
+        smoothed *= (1.0 - alpha) / (slot + 1)
+        smoothed += smoothing
         np.log(np.maximum(smoothed, tiny, out=smoothed), out=smoothed)
         cross = np.einsum("nkc,nc->nk", smoothed, target)  # (n, N): sum_c p_c log q~_c
         objective = (1.0 - lam) * gains + lam * cross

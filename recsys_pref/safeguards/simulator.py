@@ -56,7 +56,7 @@ from recsys_pref.evaluation.audit import persona_entropy
 from recsys_pref.evaluation.beyond_accuracy import calibration_kl, gini
 from recsys_pref.evaluation.echo_chambers import (
     consumption_mix, dominant_counts, effective_clusters, group_consumption, mix_entropy, nearest_taste_pairs,
-    pair_jaccard, polarization, random_pairs, taste_drift,
+    pair_jaccard, polarization, random_pairs,
 )
 from recsys_pref.models.persona import PersonaRecommender
 from recsys_pref.safeguards.config import SafeguardsConfig
@@ -192,9 +192,26 @@ class TasteDrift:
 
     def utilities(self, initial: np.ndarray, drift: np.ndarray, rate: float) -> np.ndarray:
         """(c, n_items) current utilities from initial (c, n_items) and summed drift (c, d)."""
+        return self.current(initial, drift, rate)[0]
+
+    def current(self, initial: np.ndarray, drift: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
+        """(current utilities (c, n_items), each user's echo_chambers.taste_drift (c,)) from
+        initial (c, n_items) and summed drift (c, d). The drift's Pearson correlation is computed
+        in the d-space: the shift D = s w C' (s = rate * std of the initial row, C the centred unit
+        vectors, whose columns sum to 0 over items, so D has mean 0) gives, with I the centred
+        initial row, I.D = s (U0 C) w and |D|^2 = n_items s^2 w' Sigma w, and |I|^2 = n_items std^2:
+        no (c, n_items) pass beyond building the utilities."""
         if rate == 0:
-            return initial
-        return initial + rate * initial.std(axis=1, keepdims=True) * (drift @ self.centred_unit.T)
+            return initial, np.zeros(len(initial))
+        spread = initial.std(axis=1)  # (c,)
+        shift = rate * spread[:, None] * drift  # (c, d)
+        n_items = len(self.unit)
+        cross = np.einsum("cd,cd->c", initial @ self.centred_unit, shift)  # I . D
+        shift_norm = n_items * np.einsum("cd,de,ce->c", shift, self.covariance, shift)  # |D|^2
+        start_norm = n_items * spread ** 2  # |I|^2
+        denominator = np.sqrt(np.maximum(start_norm * (start_norm + 2 * cross + shift_norm), 0.0))
+        correlation = np.divide(start_norm + cross, denominator, out=np.ones(len(initial)), where=denominator > 0)
+        return initial + shift @ self.centred_unit.T, 1.0 - correlation
 
 
 def machine_memory_bytes() -> int:
@@ -332,7 +349,7 @@ class _Loop:
         """Slates, metrics and (before the last round) consumption of one chunk of users."""
         simulation, config = self.simulation, self.config
         initial = simulation.tastes.initial(users)  # (c, n_items)
-        utilities = self.drift.utilities(initial, self.drift_sum[users], config.drift)
+        utilities, drifted = self.drift.current(initial, self.drift_sum[users], config.drift)
         histories = self.histories[users]
         ideal, _ = top_k(utilities, config.k, exclude=histories, banned_items=simulation.banned)
         if self.builder is None:
@@ -352,7 +369,7 @@ class _Loop:
         sums["ndcg"] += true_ndcg(slate, ideal, utilities / config.choice_temperature, NDCG_K) * len(slate)
         sums["utility"] += float(np.take_along_axis(utilities, np.maximum(slate, 0), axis=1)[valid].sum())
         sums["slots"] += float(valid.sum())
-        sums["drift"] += float(taste_drift(utilities, initial).sum())
+        sums["drift"] += float(drifted.sum())
         np.add.at(exposure, slate[valid], 1.0)
         if simulation.item_genres is not None:
             kl = calibration_kl(slate, simulation.item_genres, histories, config.k)
@@ -415,7 +432,7 @@ def consume(slate: np.ndarray, utilities: np.ndarray, rng: np.random.Generator,
     k = slate.shape[1]
     valid = slate >= 0
     item_utility = np.where(valid, np.take_along_axis(utilities, np.maximum(slate, 0), axis=1), -np.inf)
-    no_choice = np.quantile(utilities, config.no_choice_quantile, axis=1)  # (n,)
+    no_choice = row_quantile(utilities, config.no_choice_quantile)  # (n,)
     options = np.concatenate([item_utility, no_choice[:, None]], axis=1) / config.choice_temperature
     perturbed = options + rng.gumbel(size=options.shape)
     order = np.argsort(-perturbed, axis=1, kind="stable")  # (n, k + 1), a draw without replacement
@@ -427,16 +444,30 @@ def consume(slate: np.ndarray, utilities: np.ndarray, rng: np.random.Generator,
     return sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (rows[keep], items[keep])), shape=utilities.shape)
 
 
+def row_quantile(values: np.ndarray, q: float) -> np.ndarray:
+    """(n,) the q-quantile of each row of values (n, m), as np.quantile's default (linear)
+    method computes it, from a partition of the two order statistics it needs instead of a sort."""
+    position = (values.shape[1] - 1) * q
+    low = int(np.floor(position))
+    high = min(low + 1, values.shape[1] - 1)
+    ordered = np.partition(values, (low, high), axis=1)
+    fraction = position - low
+    below, above = ordered[:, low], ordered[:, high]
+    if fraction >= 0.5:  # numpy's lerp, from the nearer end
+        return above - (above - below) * (1.0 - fraction)
+    return below + (above - below) * fraction
+
+
 def true_ndcg(slate: np.ndarray, ideal: np.ndarray, utilities: np.ndarray, k: int) -> float:
     """Mean over users of DCG(slate) / DCG(ideal slate) with graded gains exp(U - max U) per
     user: slate, ideal (n, >= k) item ids, -1 padded; utilities (n, n_items)."""
-    gains = np.exp(utilities - utilities.max(axis=1, keepdims=True))
+    best_utility = utilities.max(axis=1, keepdims=True)  # (n, 1); gains are read for slate items only
     discount = 1.0 / np.log2(np.arange(2, k + 2))
 
     def dcg(items: np.ndarray) -> np.ndarray:
         top = items[:, :k]
-        return (np.where(top >= 0, np.take_along_axis(gains, np.maximum(top, 0), axis=1), 0.0)
-                * discount[: top.shape[1]]).sum(axis=1)
+        gains = np.exp(np.take_along_axis(utilities, np.maximum(top, 0), axis=1) - best_utility)
+        return (np.where(top >= 0, gains, 0.0) * discount[: top.shape[1]]).sum(axis=1)
 
     best = dcg(ideal)
     return float(np.mean(np.where(best > 0, dcg(slate) / np.where(best > 0, best, 1.0), 0.0)))

@@ -122,10 +122,12 @@ class SlateBuilder:
             raise ValueError(f"histories have shape {histories.shape}, expected {(len(state), self.n_items)}")
         exclude = histories if exclude is None else sp.csr_matrix(exclude)
         state = self.bounded(state, config.state_bounds)
-        if pool is None:
-            pool = self._pool(state, max(config.candidates, k), exclude, banned_items, control)
         n_explore = int(round(config.exploration_share * k))
         n_ranked = k - n_explore
+        reranked = config.exposure_penalty > 0 or (config.calibration_lambda > 0 and n_ranked > 0)
+        if pool is None:  # without a re-ranker the slate is the top n_ranked: a larger pool is unused
+            pool = self._pool(state, max(config.candidates, k) if reranked else max(n_ranked, 1), exclude,
+                              banned_items, control)
         if config.exposure_penalty > 0:
             pool = self._exposure_penalised(pool, config.exposure_penalty)
         if config.calibration_lambda > 0 and n_ranked > 0:
