@@ -287,6 +287,12 @@ def initial_responsibilities(single: Tensor, rewards: Tensor, history: History, 
     return gamma * mask[:, None, :]
 
 
+def rows_of(table: Tensor, items: Tensor) -> Tensor:
+    """table[items] for a table (n_items, K) and ids (B, L) -> (B, L, K); index_select is about
+    3x faster than advanced indexing here."""
+    return table.index_select(0, items.reshape(-1)).view(*items.shape, table.shape[1])
+
+
 def em_iterates(rewards: Tensor, gram: Tensor, history: History, settings: InferenceSettings,
                 whitened: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
     """The states (coefficients (B, M, K), prior logits log pi (B, M)) of one chunk of users after
@@ -294,9 +300,9 @@ def em_iterates(rewards: Tensor, gram: Tensor, history: History, settings: Infer
 
     rewards: r for the whole catalog (n_items, K); gram: G = rewards^T rewards (K, K); whitened:
     q = r (G + lambda I)^{-1} for the catalog (n_items, K) to solve in history space, or None."""
-    item_rewards = rewards[history.items]  # (B, L, K)
+    item_rewards = rows_of(rewards, history.items)  # (B, L, K)
     solve_exactly = exact_solver(gram, item_rewards, history, settings.regularization,
-                                 None if whitened is None else whitened[history.items])
+                                 None if whitened is None else rows_of(whitened, history.items))
     ones = history.mask[:, None, :].to(rewards.dtype)  # gamma = 1: the single-persona solve
     single = solve_exactly(ones)  # (B, 1, K)
     if settings.n_personas == 1:
