@@ -72,6 +72,26 @@ def test_target_check_lists_a_metric_worse_with_safeguards_on_beyond_seed_noise(
     assert target_check(noisy, rounds=1)["no_metric_worse_met"] is True
 
 
+def with_ideal(table: list[dict], metric: str, value: float) -> list[dict]:
+    """`table` plus an "ideal" row at round 1 with `metric` at value."""
+    return table + [dict.fromkeys(HARM, 0.5) | {"safeguards": "ideal", "round": 1, metric: value}]
+
+
+def test_target_check_judges_a_consumption_metric_by_its_excess_over_the_ideal_recommender():
+    # polarization rose (raw: worse) but stayed below the ideal's: no harm beyond people's own tastes
+    table = with_ideal(rows(off=(0.4, 0.4), on=(0.4, 0.55), metric="polarization"), "polarization", 0.6)
+    check = target_check(table, rounds=1)
+    assert check["worse_raw"] == ["polarization"] and check["worse"] == []
+    assert check["ideal_excess"]["polarization"] == {"off": 0.0, "on": 0.0}
+    overshoot = with_ideal(rows(off=(0.4, 0.4), on=(0.4, 0.75), metric="polarization"), "polarization", 0.6)
+    assert target_check(overshoot, rounds=1)["worse"] == ["polarization"]
+
+
+def test_target_check_leaves_true_utility_to_the_ndcg_cost_budget():
+    check = target_check(rows(off=(0.5, 0.5), on=(0.5, 0.4), metric="true_utility"), rounds=1)
+    assert check["worse_raw"] == ["true_utility"] and check["no_metric_worse_met"] is True
+
+
 def test_retraining_refits_the_model_every_n_rounds_and_rebuilds_its_bases(split, model, config):
     users = np.arange(10)
     histories = split.test.fold_in[:10]

@@ -300,18 +300,34 @@ def _mean_over_seeds(name: str, runs: list[list[dict[str, float]]]) -> list[dict
 
 NOT_MEASURABLE = "not measurable"
 GROWTH_TARGETS = ("chaney_homogenization", "chaney_population_homogenization")
+#: Utility (judged by the NDCG@10 cost budget, not by "no metric worse"): true_utility is the
+#: slates' mean true utility, the quantity NDCG@10 normalises; any positive NDCG cost lowers it.
+UTILITY = ("ndcg@10", "true_utility")
+#: Consumption patterns that the ideal recommender (each user's own best items) also produces:
+#: judged by their excess over the ideal's value in their HARM direction, max(0, sign (value -
+#: ideal)), as Chaney et al. judge homogenization: what people's own tastes produce is not the
+#: recommender's doing, and a value on the benign side of the ideal (wider exposure, broader
+#: consumption, less drift than people's own best items bring) is no harm. Chaney's measures are
+#: these excesses for the two homogenizations, so they are not judged twice. The rest
+#: (calibration KL, persona entropy and narrowing: properties of slates, not of consumption) are
+#: judged raw, in their HARM direction.
+IDEAL_JUDGED = ("homogenization", "population_homogenization", "narrowing", "polarization",
+                "effective_clusters", "gini", "coverage", "taste_drift")
 
 
 def target_check(rows: list[dict[str, Any]], rounds: int, on: str = "all") -> dict[str, Any]:
     """The issue's targets at round T, `on` against "off": calibration KL at most half of off's;
     Chaney homogenization growth (round T minus round 0) at most half of off's (with nearest-taste
     and with random pairs; "not measurable" when off's does not grow: nothing to halve); NDCG@10
-    cost at most 3%; and no metric worse with safeguards on: `worse` lists every metric of HARM
-    (NDCG aside, which has its own target) that is worse by more than the two seed stds."""
+    cost at most 3%; and no metric worse with safeguards on. `worse_raw` lists every metric of
+    HARM but NDCG@10 worse in its HARM direction by more than the two seed stds; `worse` (the
+    target) judges utility by the cost budget (UTILITY) and IDEAL_JUDGED metrics by their excess
+    over the "ideal" rows' value (raw when the rows have no ideal), the rest as `worse_raw` does;
+    `ideal_excess` gives off's and on's excesses."""
     table = {(row["safeguards"], row["round"]): row for row in rows}
     if ("off", rounds) not in table or (on, rounds) not in table:
         return {}
-    off, safe = table[("off", rounds)], table[(on, rounds)]
+    off, safe, ideal = table[("off", rounds)], table[(on, rounds)], table.get(("ideal", rounds))
     check: dict[str, Any] = {}
     for metric in GROWTH_TARGETS:
         growth_off = off[metric] - table[("off", 0)][metric]
@@ -322,8 +338,20 @@ def target_check(rows: list[dict[str, Any]], rounds: int, on: str = "all") -> di
     check["calibration_kl_met"] = bool(check["calibration_kl_ratio"] <= 0.5)
     check["ndcg_cost"] = 1.0 - safe["ndcg@10"] / off["ndcg@10"]
     check["ndcg_cost_met"] = bool(check["ndcg_cost"] <= 0.03)
-    check["worse"] = [metric for metric, sign in HARM.items() if metric != "ndcg@10" and
-                      sign * (safe[metric] - off[metric]) > safe.get(f"{metric}_std", 0.0) + off.get(f"{metric}_std", 0.0)]
+
+    def noise(metric: str) -> float:
+        return safe.get(f"{metric}_std", 0.0) + off.get(f"{metric}_std", 0.0)
+
+    check["worse_raw"] = [metric for metric, sign in HARM.items() if metric != "ndcg@10" and
+                          sign * (safe[metric] - off[metric]) > noise(metric)]
+    judged_by_ideal = tuple(metric for metric in IDEAL_JUDGED
+                            if ideal is not None and np.isfinite(ideal.get(metric, np.nan)))
+    check["ideal_excess"] = {metric: {name: max(0.0, HARM[metric] * (row[metric] - ideal[metric]))
+                                      for name, row in (("off", off), ("on", safe))} for metric in judged_by_ideal}
+    skipped = UTILITY + judged_by_ideal + (GROWTH_TARGETS if "homogenization" in judged_by_ideal else ())
+    check["worse"] = [metric for metric in check["worse_raw"] if metric not in skipped] + \
+        [metric for metric in judged_by_ideal
+         if check["ideal_excess"][metric]["on"] - check["ideal_excess"][metric]["off"] > noise(metric)]
     check["no_metric_worse_met"] = not check["worse"]
     return check
 

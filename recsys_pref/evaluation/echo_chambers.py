@@ -33,8 +33,8 @@ def pair_jaccard(consumed: sp.spmatrix, pairs: np.ndarray) -> float:
         raise ValueError(f"pairs must have shape (P, 2), got {pairs.shape}")
     if not len(pairs):
         return float("nan")
-    binary = _binary(consumed)
-    left, right = binary[pairs[:, 0]], binary[pairs[:, 1]]
+    consumed = sp.csr_matrix(consumed)
+    left, right = _binary(consumed[pairs[:, 0]]), _binary(consumed[pairs[:, 1]])  # only the paired rows
     shared = np.asarray(left.multiply(right).sum(axis=1)).ravel()
     union = np.asarray(left.sum(axis=1)).ravel() + np.asarray(right.sum(axis=1)).ravel() - shared
     return float(np.mean(np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)))
