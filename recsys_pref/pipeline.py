@@ -33,6 +33,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import scipy.sparse as sp
 
 from recsys_pref.data.dataset import IdMap, InteractionDataset, UnknownIdError, check_trainable
@@ -45,6 +46,7 @@ from recsys_pref.models.artifact import ArtifactError, csr_arrays, csr_from_arra
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender, PersonaState
 from recsys_pref.models.persona.scorer import ControlWeights
 from recsys_pref.retrieval.index import CandidateIndex
+from recsys_pref.retrieval.norm_order import NormOrder, PersonaTopItems
 from recsys_pref.retrieval.serving import RetrievalConfig, Retriever, retrieval_config_from_dict
 from recsys_pref.safeguards.config import SafeguardsConfig
 from recsys_pref.safeguards.slate import SlateBuilder
@@ -313,6 +315,7 @@ class PersonaPipeline:
         """Base labels, persona descriptions, explanations and the summary vocabulary (learned from
         a seeded sample of VOCABULARY_USERS training users) for this model (explain.explainer)."""
         explainer = Explainer.for_items(self.model.scorer, self.items, self.histories)
+        explainer.persona_tops = PersonaTopItems(self.model.scorer, NormOrder.of(self.model.shared, explainer.eligible))
         active = np.flatnonzero(np.diff(self.histories.indptr) > 0)
         sample = np.sort(np.random.default_rng(0).choice(active, min(VOCABULARY_USERS, len(active)), replace=False))
         titles = [str(title) for title in self.items["title"].to_list()] if "title" in self.items.columns else None
@@ -333,28 +336,34 @@ class PersonaPipeline:
         items = slate.items[rows, ranks]
         persona = explained.persona[rows, ranks]
         explored = slate.exploration[rows, ranks]
-        base_names = [base.label for base in self.explainer.bases]
-        dominant_base = self.slate_builder.item_bases.argmax(axis=1)
-        labels = [EXPLORATION_LABEL.format(base_names[dominant_base[item]]) if flag else described[row][m].label
-                  for row, m, item, flag in zip(rows, persona, items, explored)]
+        labels = np.array([[persona_description.label for persona_description in user] for user in described],
+                          dtype=object).reshape(len(described), -1)[rows, persona]  # (R,) the explaining persona's
+        if explored.any():
+            base_names = np.array([EXPLORATION_LABEL.format(base.label) for base in self.explainer.bases], dtype=object)
+            dominant_base = self.slate_builder.item_bases.argmax(axis=1)
+            labels[explored] = base_names[dominant_base[items[explored]]]
         return pl.DataFrame(
             {
-                "user_id": pl.Series([batch.ids[row] for row in rows], dtype=self._user_dtype()),
+                "user_id": pl.Series(batch.ids, dtype=self._user_dtype()).gather(rows),
                 "rank": (ranks + 1).astype(np.int32),
                 "item_id": pl.Series(self.item_ids.to_external(items).tolist(), dtype=self._item_dtype()),
                 "score": slate.scores[rows, ranks].astype(np.float32),
                 "persona": persona.astype(np.int32),
-                "persona_label": pl.Series(labels, dtype=pl.String),
+                "persona_label": pl.Series(labels.tolist(), dtype=pl.String),
                 "persona_weight": explained.attention[rows, persona, ranks].astype(np.float32),
                 "score_share": explained.shares[rows, persona, ranks].astype(np.float32),
-                "because_you_liked": pl.Series(
-                    [self.item_ids.to_external(np.array(explained.supporting[row][rank], np.int64)).tolist()
-                     for row, rank in zip(rows, ranks)],
-                    dtype=pl.List(self._item_dtype()),
-                ),
+                "because_you_liked": self._item_lists(explained.support[rows, ranks]),
                 "exploration": pl.Series(explored, dtype=pl.Boolean),
             }
         )
+
+    def _item_lists(self, padded: np.ndarray) -> pl.Series:
+        """Rows of item indices (R, S), -1 = none, as a List column of external ids (R,)."""
+        kept = padded >= 0
+        offsets = np.concatenate([[0], np.cumsum(kept.sum(axis=1))]).astype(np.int64)
+        values = pl.Series(self.item_ids.to_external(padded[kept]).tolist(), dtype=self._item_dtype())
+        lists = pa.LargeListArray.from_arrays(pa.array(offsets), values.to_arrow())
+        return pl.Series(lists, dtype=pl.List(self._item_dtype()))
 
     def _user_dtype(self) -> pl.DataType:
         return pl.Series(self.user_ids.external[:1].tolist()).dtype
@@ -409,11 +418,7 @@ class PersonaPipeline:
             "score_share": shares[user_index, persona, slot].astype(np.float32),
         }
         if with_support:
-            columns["because_you_liked"] = pl.Series(
-                [self.item_ids.to_external(np.array(explained.supporting[user][column], np.int64)).tolist()
-                 for user, column in zip(user_index, slot)],
-                dtype=pl.List(self._item_dtype()),
-            )
+            columns["because_you_liked"] = self._item_lists(explained.support[user_index, slot])
         return pairs.select("user_id", "item_id").with_columns(**columns)
 
     def _check_pairs(self, pairs: pl.DataFrame) -> tuple[list[Any], np.ndarray]:

@@ -17,7 +17,7 @@ from recsys_pref.pipeline import INDEX_FILE, PersonaPipeline
 from recsys_pref.retrieval.index import IndexConfig, IndexMismatchError
 from recsys_pref.retrieval.serving import RetrievalConfig
 
-THROUGH_INDEX = RetrievalConfig(min_items=1)  # every catalog goes through the index
+THROUGH_INDEX = RetrievalConfig(min_items=1, norm_order=False)  # every catalog goes through the index
 
 
 @pytest.fixture(scope="module")

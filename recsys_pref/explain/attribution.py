@@ -23,6 +23,7 @@ from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer
 from recsys_pref.models.persona.state import PersonaState
 
 N_SUPPORTING = 3
+SUPPORT_FLOATS = 1 << 24  # floats per block of users ranking supports (B x H x (K + L)): 64 MB
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class RecommendationExplanations:
     """Explanations of n users' recommended items (n, L); entries where items == -1 are padding.
 
     persona: (n, L) explaining persona; attention: (n, M, L); shares: (n, M, L) each persona's
-    share of the score (sums over M to `scores`); scores: (n, L); supporting: per user, per
-    item, the supporting history item indices (strongest first).
+    share of the score (sums over M to `scores`); scores: (n, L); support: (n, L, S) the
+    supporting history item indices per item, strongest first, padded with -1.
     """
 
     items: np.ndarray
@@ -39,7 +40,12 @@ class RecommendationExplanations:
     attention: np.ndarray
     shares: np.ndarray
     scores: np.ndarray
-    supporting: list[list[list[int]]]
+    support: np.ndarray
+
+    @property
+    def supporting(self) -> list[list[list[int]]]:
+        """`support` as lists: per user, per item, the supporting history items."""
+        return [[row[row >= 0].tolist() for row in user] for user in self.support]
 
 
 def _padded(histories: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -73,14 +79,16 @@ def explain_recommendations(
     history_attention = scorer.terms(state, history_items, control).attention  # (n, M, H)
     rewards = scorer.shared.rewards
     unit = rewards / np.maximum(np.linalg.norm(rewards, axis=1, keepdims=True), 1e-12)
-    supporting = []
-    for user in range(len(state)):
-        held = history_items[user, history_mask[user]]
-        similarity = unit[np.where(present[user], items[user], 0)] @ unit[held].T  # (L, H)
-        support = history_attention[user][persona[user]][:, : len(held)] * similarity  # (L, H)
-        order = np.argsort(-support, axis=1, kind="stable")[:, :n_supporting]
-        supporting.append([
-            held[row[support[position, row] > 0]].tolist() if present[user, position] else []
-            for position, row in enumerate(order)
-        ])
-    return RecommendationExplanations(items, persona, terms.attention, terms.shares, terms.scores, supporting)
+    n_users, width = history_items.shape
+    support = np.full((n_users, items.shape[1], n_supporting), -1, np.int64)
+    block = max(1, SUPPORT_FLOATS // (width * (unit.shape[1] + items.shape[1])))
+    for start in range(0, n_users, block):
+        rows = slice(start, start + block)
+        held = history_items[rows]  # (B, H)
+        similarity = unit[np.where(present[rows], items[rows], 0)] @ unit[held].transpose(0, 2, 1)  # (B, L, H)
+        claimed = np.take_along_axis(history_attention[rows], persona[rows][:, :, None], axis=1)  # (B, L, H)
+        strength = np.where(history_mask[rows][:, None, :], claimed * similarity, -np.inf)
+        order = np.argsort(-strength, axis=2, kind="stable")[:, :, :n_supporting]  # (B, L, S) strongest first
+        kept = (np.take_along_axis(strength, order, axis=2) > 0) & present[rows][:, :, None]
+        support[rows, :, : order.shape[2]] = np.where(kept, np.take_along_axis(held[:, None, :], order, axis=2), -1)
+    return RecommendationExplanations(items, persona, terms.attention, terms.shares, terms.scores, support)

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from recsys_pref.explain.attribution import RecommendationExplanations, explain_recommendations
 from recsys_pref.explain.control import Control, control_weights
 from recsys_pref.explain.labels import (
+    TOP_ITEMS,
     BaseLabel,
     PersonaDescription,
     base_labels,
@@ -36,12 +37,15 @@ from recsys_pref.models.persona.state import PersonaState
 @dataclass
 class Explainer:
     """scorer: the fitted model's scorer; item_tags: per item its genres and tags; eligible:
-    (n_items,) bool, items used for labels (see explain.labels)."""
+    (n_items,) bool, items used for labels (see explain.labels); persona_tops: finds each
+    persona's top eligible items, (state, n_top) -> (n, M, n_top), without scoring the whole
+    catalog (the pipeline's retrieval.norm_order.PersonaTopItems); None ranks the catalog."""
 
     scorer: PersonaScorer
     item_tags: list[list[str]]
     eligible: np.ndarray
     vocabulary: SummaryVocabulary | None = None
+    persona_tops: Callable[[PersonaState, int], np.ndarray] | None = None
     _bases: list[BaseLabel] | None = field(default=None, init=False, repr=False)
     _tag_counts: Counter[str] = field(init=False, repr=False)
 
@@ -65,8 +69,9 @@ class Explainer:
 
     def describe(self, state: PersonaState) -> list[list[PersonaDescription]]:
         """Per user, a description of each persona."""
+        tops = None if self.persona_tops is None else self.persona_tops(state, TOP_ITEMS)
         return describe_personas(self.scorer, state, self.item_tags, self.eligible, self.bases,
-                                 catalog=self._tag_counts)
+                                 catalog=self._tag_counts, top_items=tops)
 
     def explain(
         self, state: PersonaState, histories: sp.csr_matrix, items: np.ndarray, control: ControlWeights | None = None,

@@ -201,22 +201,28 @@ class PersonaDescription:
 def describe_personas(
     scorer: PersonaScorer, state: PersonaState, item_tags: Sequence[Sequence[str]], eligible: np.ndarray,
     bases: Sequence[BaseLabel] | None = None, n_top: int = TOP_ITEMS, n_bases: int = 3,
-    catalog: Counter[str] | None = None,
+    catalog: Counter[str] | None = None, top_items: np.ndarray | None = None,
 ) -> list[list[PersonaDescription]]:
     """Per user in `state`, a description of each persona (see the module docstring);
     `bases` (from base_labels) adds the strongest bases' labels; `catalog`:
-    catalog_tag_counts(item_tags), computed here when not given (serving passes it once). This
-    is the one labelling of personas: the pipeline, `explain`, onboarding and the demo all name
-    personas through it."""
+    catalog_tag_counts(item_tags), computed here when not given (serving passes it once);
+    `top_items` (n, M, n_top): each persona's top eligible items by rho_um(i) + b_i, best
+    first, when the caller ranked them without scoring the whole catalog (the pipeline:
+    retrieval.norm_order.PersonaTopItems, the same items); None ranks them here. This is the one
+    labelling of personas: the pipeline, `explain`, onboarding and the demo all name personas
+    through it."""
     strengths = base_strengths(scorer, state, eligible)  # (n, M, K)
     catalog = catalog_tag_counts(item_tags) if catalog is None else catalog
     described = []
     for user in range(len(state)):
-        if user % DESCRIBE_BATCH == 0:  # each persona's own ranking rho_um(i) + b_i, a block of users at a time
-            block = slice(user, user + DESCRIBE_BATCH)
-            tops = _top(scorer.persona_scores(PersonaState(state.coefficients[block], state.prior_logits[block])),
-                        eligible, n_top)  # (B, M, n_top)
-        top = tops[user % DESCRIBE_BATCH]
+        if top_items is not None:
+            top = top_items[user]
+        else:
+            if user % DESCRIBE_BATCH == 0:  # each persona's own ranking rho_um(i) + b_i, a block of users at a time
+                block = slice(user, user + DESCRIBE_BATCH)
+                tops = _top(scorer.persona_scores(PersonaState(state.coefficients[block], state.prior_logits[block])),
+                            eligible, n_top)  # (B, M, n_top)
+            top = tops[user % DESCRIBE_BATCH]
         personas = []
         for m in range(state.coefficients.shape[1]):
             strongest = np.argsort(-np.abs(strengths[user, m]), kind="stable")[:n_bases]

@@ -12,6 +12,7 @@ labelled approximate (`Retriever.exact` is False).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +22,7 @@ from recsys_pref.models.persona.scorer import ControlWeights, PersonaScorer
 from recsys_pref.models.persona.state import PersonaState
 from recsys_pref.retrieval.certified import CertifiedConfig, RetrievalResult, certified_top_k
 from recsys_pref.retrieval.index import CandidateIndex, IndexConfig, is_exact
+from recsys_pref.retrieval.norm_order import NormOrder, norm_order_top_k
 
 LEGACY_LARGE_FACTORY = "IVF{nlist},Flat"  # the approximate default above 100k items before issue 18
 
@@ -58,12 +60,18 @@ class RetrievalConfig:
     recall_target: None (the default) serves exact answers only. A number opts in to the
         fastest approximate setting of MEASURED_APPROXIMATE whose measured recall@10 reaches
         it; a target above every measured recall is an error.
+    norm_order: on the indexed path, first serve every user whose norm bound prunes the
+        catalog to a short prefix (retrieval.norm_order: exact, 1% of the items on the planted
+        100k catalog of `bench scale --models batch`, where the ExactIVF cells left 75% to
+        scan); the others go through the index. False, or an approximate opt-in
+        (`recall_target`, whose measured recall describes the index alone): the index alone.
     """
 
     min_items: int = 50_000
     index: IndexConfig = IndexConfig()
     certified: CertifiedConfig = CertifiedConfig()
     recall_target: float | None = None
+    norm_order: bool = True
 
     def __post_init__(self) -> None:
         if self.min_items < 1:
@@ -156,13 +164,37 @@ class Retriever:
     def retrieve(self, state: PersonaState, k: int, exclude: sp.csr_matrix | None = None,
                  control: ControlWeights | None = None) -> RetrievalResult:
         """The top-k with how it was found: ids, scores and per user whether it is exact."""
+        n = len(state)
         if not self.uses_index:
             ids, scores = self.scorer.top_k(state, k, exclude, control)
-            n = len(state)
             return RetrievalResult(ids, scores, np.zeros(n, bool), np.ones(n, bool), np.full(n, self.scorer.shared.n_items))
+        if not self.config.norm_order or self.config.recall_target is not None:
+            return self._indexed(state, k, exclude, control)
+        exclude = None if exclude is None else sp.csr_matrix(exclude)
+        ids, scores, served, lengths = norm_order_top_k(self.norm_order, self.scorer, state, k, exclude, control,
+                                                        self.config.certified.tolerance)
+        if served.all():
+            return RetrievalResult(ids, scores, served, np.zeros(n, bool), lengths)
+        rest = np.flatnonzero(~served)
+        indexed = self._indexed(PersonaState(state.coefficients[rest], state.prior_logits[rest]), k,
+                                None if exclude is None else exclude[rest],
+                                None if control is None else control.of_users(rest))
+        ids[rest], scores[rest], lengths[rest] = indexed.ids, indexed.scores, indexed.scored
+        certified, fallback = served.copy(), np.zeros(n, bool)
+        certified[rest], fallback[rest] = indexed.certified, indexed.fallback
+        return RetrievalResult(ids, scores, certified, fallback, lengths)
+
+    def _indexed(self, state: PersonaState, k: int, exclude: sp.csr_matrix | None,
+                 control: ControlWeights | None) -> RetrievalResult:
+        """The candidate index's answer (retrieval.certified)."""
         if self._index is None and self._query_sample is None:
             self._query_sample = state
         return certified_top_k(self.index, self.scorer, state, k, exclude, self.config.certified_config, control)
+
+    @cached_property
+    def norm_order(self) -> NormOrder:
+        """Every item by decreasing embedding norm (retrieval.norm_order), computed once."""
+        return NormOrder.of(self.scorer.shared)
 
     def top_k(self, state: PersonaState, k: int, exclude: sp.csr_matrix | None = None,
               control: ControlWeights | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +219,7 @@ def retrieval_config_from_dict(values: dict) -> RetrievalConfig:
             index=IndexConfig(**index),
             certified=CertifiedConfig(**values.get("certified", {})),
             recall_target=values.get("recall_target"),
+            norm_order=values.get("norm_order", RetrievalConfig.norm_order),
         )
     except (TypeError, ValueError) as error:
         raise ArtifactError(f"the stored retrieval config is not one this version reads: {error}") from error
