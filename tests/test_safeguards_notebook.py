@@ -9,5 +9,5 @@ def test_the_safeguards_notebook_plots_metrics_against_round(notebook_outputs):
     outputs = notebook_outputs("safeguards.ipynb")
     images = [output for output in outputs if "image/png" in output.get("data", {})]
     assert len(images) >= 2, "the notebook shows no stored run and live run plots"
-    assert any("worse_with_safeguards" in output.get("data", {}).get("text/html", "") +
+    assert any("worse_beyond_ideal" in output.get("data", {}).get("text/html", "") +
                output.get("data", {}).get("text/plain", "") for output in outputs)
