@@ -31,11 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from recsys_pref.models.persona.scorer import SCORE_FLOATS, ControlWeights, PersonaScorer, SharedSide
 from recsys_pref.models.persona.state import PersonaState
 
-SEED_ITEMS = 1024  # items of largest norm scored for every user to set the first threshold
+SEED_ITEMS = 512  # items of largest norm scored for every user to set the first threshold (top-K)
+PERSONA_SEED_ITEMS = 1024  # the same for each persona's top items (50 of them: a longer head pays)
 MAX_SHARE = 0.1  # users whose prefix exceeds this share of the catalog are left to the index
 BLOCK_USERS = 256  # users whose prefixes are scored together (sorted by prefix length)
 
@@ -74,15 +76,17 @@ class NormOrder:
             middle = (low + high) // 2
             position = np.minimum(middle, n - 1)
             below = query_norms * self.norms[position] + self.bias_after[middle] < bars
-            high, low = np.where(below, middle, high), np.where(below, low, middle + 1)
+            active = low < high
+            high, low = np.where(active & below, middle, high), np.where(active & ~below, middle + 1, low)
         return low
 
     def prefix_side(self, shared: SharedSide, length: int) -> tuple[np.ndarray, SharedSide]:
         """The first `length` items of the order in ascending index order (so that ties go to
         the lower index), and the shared side restricted to them."""
         items = np.sort(self.items[:length])
-        return items, SharedSide(shared.item_embeddings[items], shared.item_bias[items], shared.bases,
-                                 shared.temperature)
+        side = SharedSide(shared.item_embeddings[items], shared.item_bias[items], shared.bases, shared.temperature)
+        side.__dict__["rewards"] = shared.rewards[items]  # r(i) gathered from the catalog's: the same numbers, not recomputed
+        return items, side
 
 
 def margins(scorer: PersonaScorer, queries: np.ndarray, thresholds: np.ndarray, tolerance: float) -> np.ndarray:
@@ -147,7 +151,7 @@ class PersonaTopItems:
     scorer: PersonaScorer
     order: NormOrder
     tolerance: float = 1e-4
-    seed: int = SEED_ITEMS
+    seed: int = PERSONA_SEED_ITEMS
     block_users: int = BLOCK_USERS
 
     def __call__(self, state: PersonaState, n_top: int) -> np.ndarray:
@@ -180,11 +184,6 @@ class PersonaTopItems:
     def _prefix(self, state: PersonaState, length: int, n_top: int) -> tuple[np.ndarray, np.ndarray]:
         """Top n_top items per persona among the order's first `length`: ids and values (n, M, n_top)."""
         items, side = self.order.prefix_side(self.scorer.shared, length)
-        values = PersonaScorer(side).persona_scores(state)  # (n, M, length), items ascending
-        if n_top < length:  # the n_top largest (as explain.labels ranks: ties at the cut, any of them)
-            part = np.argpartition(-values, n_top - 1, axis=2)[:, :, :n_top]
-        else:
-            part = np.broadcast_to(np.arange(length), (*values.shape[:2], length))
-        best = np.take_along_axis(part, np.argsort(-np.take_along_axis(values, part, axis=2), axis=2, kind="stable"),
-                                  axis=2)
-        return items[best], np.take_along_axis(values, best, axis=2)
+        values = torch.from_numpy(PersonaScorer(side).persona_scores(state))  # (n, M, length), items ascending
+        best = torch.topk(values, n_top, dim=2)  # best first (ties at the cut: any of them, as explain.labels)
+        return items[best.indices.numpy()], best.values.numpy()
