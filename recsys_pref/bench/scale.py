@@ -147,7 +147,8 @@ TRAIN_STREAM = 2**62  # the training users' random stream (the fold-in users' st
 BATCH_FOLD_IN_COLUMNS = ["phase", "users", "items", "interactions", "generate_s", "job_s", "chunks_s",
                          "fold_in_users_per_s", "peak_rss_mib", "store_bytes_per_user", "state_bytes"]
 BATCH_RECOMMEND_COLUMNS = ["phase", "model", "users", "items", "train_users", "fit_s", "fit_users_per_s", "k",
-                           "job_s", "chunks_s", "recommend_ms_per_user", "speedup_vs_als", "peak_rss_mib"]
+                           "job_s", "chunks_s", "recommend_ms_per_user", "speedup_vs_als", "peak_rss_mib",
+                           "load_avg_1m"]
 
 
 @dataclass(frozen=True)
@@ -339,7 +340,7 @@ def _recommend_child(model_dir: str, log: str, work: str, users: int, queue: Any
         totals = recommend_stored(Path(model_dir), "all", Path(work) / "out", store, Run(progress=False), k=10)
         seconds = time.perf_counter() - started
         queue.put({"job_s": seconds, "chunks_s": totals["seconds"], "users": totals.get("users", 0),
-                   "peak_rss_mib": _peak_rss_mib()})
+                   "peak_rss_mib": _peak_rss_mib(), "load_avg_1m": os.getloadavg()[0]})
     except BaseException as error:  # reported as the row's error
         queue.put({"error": f"{type(error).__name__}: {error}"})
 
@@ -366,7 +367,10 @@ def batch_recommend_rows(catalog: PlantedCatalog, config: BatchScaleConfig, pers
                          scratch: Path) -> list[dict[str, Any]]:
     """Per catalog: the shared side's fit (training throughput on the CPU), then top-10 for the
     same new users by the batch recommend job (explanations included) and by implicit's ALS
-    `recommend` with the same factors, in the same run."""
+    `recommend` with the same factors, in the same run; each row with the 1-minute load
+    average when it finished (the machine may be shared)."""
+    import os
+
     n_items = catalog.cumulative.shape[1]
     directory = scratch / f"model-{n_items}"
     _, train, fit_s = fit_planted_model(directory, catalog, config, persona)
@@ -386,7 +390,8 @@ def batch_recommend_rows(catalog: PlantedCatalog, config: BatchScaleConfig, pers
               "users": config.recommend_users}
     als_row = common | {"model": f"implicit ALS recommend ({persona.embedding_dim} factors)", "fit_s": als_fit_s,
                         "fit_users_per_s": config.train_users / als_fit_s, "chunks_s": als_s,
-                        "recommend_ms_per_user": 1000 * als_s / config.recommend_users}
+                        "recommend_ms_per_user": 1000 * als_s / config.recommend_users,
+                        "load_avg_1m": os.getloadavg()[0]}
     our_row = common | {"model": f"persona batch recommend job (M={persona.n_personas}, K={persona.n_bases}, "
                                  "explanations)", "fit_s": fit_s, "fit_users_per_s": config.train_users / fit_s} | ours
     if "error" not in ours:
@@ -403,10 +408,11 @@ def run_batch_scale(config: BatchScaleConfig, persona: PersonaConfig | None = No
     persona = persona or PersonaConfig(progress=False)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
-        catalog = PlantedCatalog.make(config.fold_in_items, config.seed)
-        model_dir = Path(scratch) / "model"
-        pipeline, _, _ = fit_planted_model(model_dir, catalog, config, persona)
-        rows += batch_fold_in_rows(model_dir, catalog, config, pipeline.model.state_bytes, Path(scratch))
+        if config.fold_in_users:
+            catalog = PlantedCatalog.make(config.fold_in_items, config.seed)
+            model_dir = Path(scratch) / "model"
+            pipeline, _, _ = fit_planted_model(model_dir, catalog, config, persona)
+            rows += batch_fold_in_rows(model_dir, catalog, config, pipeline.model.state_bytes, Path(scratch))
         for n_items in config.recommend_items:
             rows += batch_recommend_rows(PlantedCatalog.make(n_items, config.seed), config, persona, Path(scratch))
     columns = BATCH_FOLD_IN_COLUMNS + [name for name in BATCH_RECOMMEND_COLUMNS if name not in BATCH_FOLD_IN_COLUMNS]
