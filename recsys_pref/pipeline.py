@@ -250,6 +250,7 @@ class PersonaPipeline:
         control: Control | None = None,
         safeguards: SafeguardsConfig | None = None,
         states: PersonaState | None = None,
+        explain: bool = True,
     ) -> pl.DataFrame:
         """Top-k per user as one frame with the columns of `RECOMMENDATION_COLUMNS`.
 
@@ -259,7 +260,10 @@ class PersonaPipeline:
         echo-chamber rerankers (safeguards.config), combinable with control.
         filter_seen: "all" (default) excludes every item the user interacted with, whatever
         the rating; "positives" only their positives; "none" nothing. A user with fewer than k
-        unfiltered items gets fewer rows; k above the catalog size is capped at it."""
+        unfiltered items gets fewer rows; k above the catalog size is capped at it.
+        explain=False: the same rows and schema with the explanation columns (persona,
+        persona_label, persona_weight, score_share, because_you_liked) null: the ranking alone,
+        for batch jobs that do not show explanations."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k must be a whole number, got {k!r}")
         if k < 1:
@@ -267,10 +271,10 @@ class PersonaPipeline:
         if filter_seen not in FILTER_SEEN:
             raise ValueError(f"filter_seen must be one of {', '.join(map(repr, FILTER_SEEN))}, got {filter_seen!r}")
         batch = self.user_batch(users, history, unknown_users, states)
-        described = self.explainer.describe(batch.state)
+        described = self.explainer.describe(batch.state) if explain else None  # control describes when it needs to
         weights = self.explainer.control_weights(batch.state, control, described)
         slate = self._rank(batch, min(int(k), len(self.item_ids)), filter_seen, weights, safeguards)
-        return self._frame(batch, slate, weights, described)
+        return self._ranked_frame(batch, slate, {}) if described is None else self._frame(batch, slate, weights, described)
 
     def _rank(
         self, batch: UserBatch, k: int, filter_seen: FilterSeen, weights: ControlWeights | None,
@@ -342,20 +346,30 @@ class PersonaPipeline:
             base_names = np.array([EXPLORATION_LABEL.format(base.label) for base in self.explainer.bases], dtype=object)
             dominant_base = self.slate_builder.item_bases.argmax(axis=1)
             labels[explored] = base_names[dominant_base[items[explored]]]
-        return pl.DataFrame(
-            {
-                "user_id": pl.Series(batch.ids, dtype=self._user_dtype()).gather(rows),
-                "rank": (ranks + 1).astype(np.int32),
-                "item_id": pl.Series(self.item_ids.to_external(items).tolist(), dtype=self._item_dtype()),
-                "score": slate.scores[rows, ranks].astype(np.float32),
-                "persona": persona.astype(np.int32),
-                "persona_label": pl.Series(labels.tolist(), dtype=pl.String),
-                "persona_weight": explained.attention[rows, persona, ranks].astype(np.float32),
-                "score_share": explained.shares[rows, persona, ranks].astype(np.float32),
-                "because_you_liked": self._item_lists(explained.support[rows, ranks]),
-                "exploration": pl.Series(explored, dtype=pl.Boolean),
-            }
-        )
+        return self._ranked_frame(batch, slate, {
+            "persona": pl.Series(persona.astype(np.int32)),
+            "persona_label": pl.Series(labels.tolist(), dtype=pl.String),
+            "persona_weight": pl.Series(explained.attention[rows, persona, ranks].astype(np.float32)),
+            "score_share": pl.Series(explained.shares[rows, persona, ranks].astype(np.float32)),
+            "because_you_liked": self._item_lists(explained.support[rows, ranks]),
+        })
+
+    def _ranked_frame(self, batch: UserBatch, slate: Slate, explanations: dict[str, pl.Series]) -> pl.DataFrame:
+        """The RECOMMENDATION_COLUMNS frame of a slate's rows (slate.items (n, k), -1 = none):
+        the ranking's columns, and the `explanations` columns given (null where not given)."""
+        rows, ranks = np.nonzero(slate.items >= 0)
+        ranked = {
+            "user_id": pl.Series(batch.ids, dtype=self._user_dtype()).gather(rows),
+            "rank": pl.Series((ranks + 1).astype(np.int32)),
+            "item_id": pl.Series(self.item_ids.to_external(slate.items[rows, ranks]).tolist(), dtype=self._item_dtype()),
+            "score": pl.Series(slate.scores[rows, ranks].astype(np.float32)),
+            "exploration": pl.Series(slate.exploration[rows, ranks], dtype=pl.Boolean),
+        }
+        null_types = {"persona": pl.Int32, "persona_label": pl.String, "persona_weight": pl.Float32,
+                      "score_share": pl.Float32, "because_you_liked": pl.List(self._item_dtype())}
+        columns = ranked | {name: explanations.get(name, pl.Series([None] * len(rows), dtype=dtype))
+                            for name, dtype in null_types.items()}
+        return pl.DataFrame({name: columns[name] for name in RECOMMENDATION_COLUMNS})
 
     def _item_lists(self, padded: np.ndarray) -> pl.Series:
         """Rows of item indices (R, S), -1 = none, as a List column of external ids (R,)."""

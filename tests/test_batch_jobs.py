@@ -97,9 +97,9 @@ def folded(model_dir: Path, log: Path, tmp_path_factory: pytest.TempPathFactory)
     return store
 
 
-def _recommend(model_dir: Path, store: str, users: str, out: Path) -> int:
+def _recommend(model_dir: Path, store: str, users: str, out: Path, *extra: str) -> int:
     return main(["batch", "recommend", "--model", str(model_dir), "--store", store, "--users", users, "--k", "5",
-                 "--out", str(out), "--chunk-users", "50", "--no-progress"])
+                 "--out", str(out), "--chunk-users", "50", "--no-progress", *extra])
 
 
 def test_recommend_writes_what_the_pipeline_serves_from_the_same_history(
@@ -168,3 +168,15 @@ def test_an_unreachable_ray_address_fails_within_seconds(
                     "--ray-address", "127.0.0.1:1")
     assert code == 2 and time.perf_counter() - started < 10
     assert "cannot reach Ray at 127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_recommend_without_explanations_writes_the_same_ranking_with_null_explanation_columns(
+        model_dir: Path, folded: str, tmp_path: Path) -> None:
+    assert _recommend(model_dir, folded, "all", tmp_path / "full") == 0
+    assert _recommend(model_dir, folded, "all", tmp_path / "none", "--explain", "none") == 0
+    full, bare = (pl.read_parquet(tmp_path / name / "part-*.parquet") for name in ("full", "none"))
+    assert bare.schema == full.schema
+    ranking = ["user_id", "rank", "item_id", "score", "exploration"]
+    assert bare.select(ranking).equals(full.select(ranking))
+    explanations = [name for name in bare.columns if name not in ranking]
+    assert bare.select(explanations).null_count().row(0) == (bare.height,) * len(explanations)

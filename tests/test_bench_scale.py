@@ -60,8 +60,9 @@ def test_quick_batch_scale_bench_folds_in_stores_and_recommends_beside_als(tmp_p
                  "--models", "batch", "--out", str(tmp_path), "--quick"])
     assert code == 0
     rows = json.loads((tmp_path / "scale.json").read_text())["rows"]
-    fold_in, ours, als = rows
-    assert "error" not in fold_in and "error" not in ours
+    fold_in, ours, bare, als = rows
+    assert "error" not in fold_in and "error" not in ours and "error" not in bare
+    assert ours["model"].endswith("--explain full)") and bare["model"].endswith("--explain none)")
     assert fold_in["users"] == 2000 and fold_in["fold_in_users_per_s"] > 0 and fold_in["peak_rss_mib"] > 0
     assert fold_in["store_bytes_per_user"] > fold_in["state_bytes"]  # the state, its items and the row
     assert ours["model"].startswith("persona") and als["model"].startswith("implicit")

@@ -49,3 +49,12 @@ def test_because_you_liked_is_a_list_column_of_the_models_item_ids(pipeline, dat
     assert frame.schema["because_you_liked"] == pl.List(frame.schema["item_id"])
     for user, liked in zip(frame["user_id"].to_list(), frame["because_you_liked"].to_list()):
         assert set(liked) <= set(dataset.interactions.filter(pl.col("user_id") == user)["item_id"].to_list())
+
+
+def test_recommend_without_explanations_keeps_the_ranking_and_the_schema(pipeline, dataset):
+    users = dataset.user_ids.to_list()[:20]
+    full, bare = pipeline.recommend(users, k=5), pipeline.recommend(users, k=5, explain=False)
+    assert bare.schema == full.schema
+    assert bare.select("user_id", "rank", "item_id", "score", "exploration").equals(
+        full.select("user_id", "rank", "item_id", "score", "exploration"))
+    assert bare["persona_label"].null_count() == bare["because_you_liked"].null_count() == bare.height

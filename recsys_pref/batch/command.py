@@ -15,6 +15,7 @@ from typing import Any
 
 DEFAULT_CHUNK_ROWS = 500_000  # fold-in: interaction rows per chunk (memory: about 100 bytes a row)
 DEFAULT_CHUNK_USERS = 20_000  # recommend: users per chunk
+EXPLAIN_CHOICES = ("full", "none")  # recommend: explanation columns filled, or null
 
 
 def _positive_int(text: str) -> int:
@@ -58,6 +59,9 @@ def add_batch_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     recommend.add_argument("--k", type=_positive_int, default=10, help="recommendations per user")
     recommend.add_argument("--out", type=Path, required=True, help="directory of part-NNNNN.parquet files")
     recommend.add_argument("--chunk-users", type=_positive_int, default=DEFAULT_CHUNK_USERS, help="users per chunk")
+    recommend.add_argument("--explain", choices=EXPLAIN_CHOICES, default="full",
+                           help="full: the pipeline's explanation columns; none: the same schema with them null "
+                                "(the ranking alone, faster)")
     recommend.set_defaults(handler=recommend_main)
     return batch
 
@@ -121,9 +125,12 @@ def fold_in_file(model_dir: Path, interactions: Path, store: str | None = None, 
 
 
 def recommend_stored(model_dir: Path, users: str | Path, out: Path, store: str | None = None, run: Run = Run(),
-                     k: int = 10, chunk_users: int = DEFAULT_CHUNK_USERS) -> dict[str, Any]:
+                     k: int = 10, chunk_users: int = DEFAULT_CHUNK_USERS, explain: str = "full") -> dict[str, Any]:
     """The recommend job (batch.recommend) for a users file or "all" after checking every input;
-    the ledger's totals. ChunkError (batch.engines) when chunks failed."""
+    explain: "full" or "none" (EXPLAIN_CHOICES). The ledger's totals. ChunkError
+    (batch.engines) when chunks failed."""
+    if explain not in EXPLAIN_CHOICES:
+        raise ValueError(f"explain must be one of {EXPLAIN_CHOICES}, got {explain!r}")
     from recsys_pref.batch.engines import run_chunks
     from recsys_pref.batch.ledger import ChunkLedger
     from recsys_pref.batch.recommend import RecommendJob, file_chunks, read_user_ids, store_chunks
@@ -145,11 +152,11 @@ def recommend_stored(model_dir: Path, users: str | Path, out: Path, store: str |
         users_identity = fingerprint(Path(users))
     profile_store.close()
     identity = {"job": "recommend", "users": users_identity, "model": model_hash, "store": store_url, "k": k,
-                "chunk_users": chunk_users}
+                "chunk_users": chunk_users} | ({} if explain == "full" else {"explain": explain})  # full: as before
     plan = [{name: value for name, value in chunk.items() if name != "users"} for chunk in chunks]
     ledger = ChunkLedger.open(out, identity, plan)
-    run_chunks(RecommendJob(model_dir, store_url, model_hash, out, k), chunks, ledger, run.engine, run.workers,
-               run.ray_address, run.progress)
+    run_chunks(RecommendJob(model_dir, store_url, model_hash, out, k, explain == "full"), chunks, ledger, run.engine,
+               run.workers, run.ray_address, run.progress)
     return ledger.totals() | {"chunks": len(plan)}
 
 
@@ -176,7 +183,8 @@ def recommend_main(args: argparse.Namespace) -> int:
     from recsys_pref.batch.engines import ChunkError
 
     try:
-        totals = recommend_stored(args.model, args.users, args.out, args.store, _run_of(args), args.k, args.chunk_users)
+        totals = recommend_stored(args.model, args.users, args.out, args.store, _run_of(args), args.k, args.chunk_users,
+                                  args.explain)
     except ChunkError as error:
         return _failed("recommend", error)
     print(f"wrote {totals.get('rows', 0)} recommendations for {totals.get('users', 0)} users to {args.out} "

@@ -10,7 +10,8 @@ service serves a stored user (service.engine.PersonaEngine.recommend: certified 
 large catalogs, every stored item and training interaction filtered as seen, explanations),
 and the chunk's rows, in the users' order, are written to DIR/part-NNNNN.parquet through a
 temporary file and a rename: a part file is complete or absent. Columns: the pipeline's
-RECOMMENDATION_COLUMNS.
+RECOMMENDATION_COLUMNS; with `--explain none` the same rows with the explanation columns null
+(the pipeline's recommend(explain=False): no persona descriptions, no explanations).
 """
 from __future__ import annotations
 
@@ -113,6 +114,7 @@ class RecommendJob:
     model_hash: str
     out_dir: Path
     k: int = 10
+    explain: bool = True
     name: str = "recommend"
 
     def open(self) -> ChunkFunction:
@@ -126,7 +128,7 @@ class RecommendJob:
             raise StoreError(f"store {self.store_url} holds states of another model")
         serving = Serving(engine, store, id_dtype(engine.pipeline.user_ids.external).is_integer(),
                           id_dtype(engine.pipeline.item_ids.external).is_integer())
-        return lambda chunk: recommend_chunk(chunk, serving, self.k, self.out_dir)
+        return lambda chunk: recommend_chunk(chunk, serving, self.k, self.out_dir, self.explain)
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,10 @@ def _control_groups(controls: list[dict[str, Any]]) -> list[list[int]]:
     return list(groups.values())
 
 
-def recommend_chunk(chunk: dict[str, Any], serving: Serving, k: int, out_dir: Path) -> dict[str, Any]:
-    """Recommend for one chunk's users and write its part file atomically; the chunk's report."""
+def recommend_chunk(chunk: dict[str, Any], serving: Serving, k: int, out_dir: Path, explain: bool = True
+                    ) -> dict[str, Any]:
+    """Recommend for one chunk's users (explained, or with the explanation columns null) and
+    write its part file atomically; the chunk's report."""
     import numpy as np
 
     from recsys_pref.service.profiles import control_from_json
@@ -173,7 +177,7 @@ def recommend_chunk(chunk: dict[str, Any], serving: Serving, k: int, out_dir: Pa
         frame = serving.engine.recommend(
             [ids[position] for position in group], np.stack([chunk_profiles[position].state for position in group]),
             [[serving.item(item) for item in chunk_profiles[position].items] for position in group], k,
-            control_from_json(chunk_profiles[group[0]].control), None)
+            control_from_json(chunk_profiles[group[0]].control), None, explain=explain)
         position_of = pl.col("user_id").replace_strict([ids[position] for position in group], group,
                                                        return_dtype=pl.Int64)
         frames.append(frame.with_columns(position_of.alias("_position")))

@@ -156,7 +156,9 @@ class BatchScaleConfig:
     """fold_in_users: users folded in and stored per row (each in a fresh process, through
     `recsys-pref batch fold-in`'s own function); fold_in_items: the catalog of those rows;
     recommend_items: catalogs of the batch recommend rows; recommend_users: users recommended
-    for per catalog (per-user times; the job and ALS serve the same users); train_users: users
+    for per catalog (per-user times; the job and ALS serve the same users); recommend_explain:
+    the job's `--explain` modes, a row each ("full": explanations, "none": the ranking alone,
+    explanation columns null); train_users: users
     the shared side and ALS are fitted on; positives_per_user: mean history length (Poisson, at
     least 5); chunk_rows: the fold-in job's chunk; seed: the generator's."""
 
@@ -164,6 +166,7 @@ class BatchScaleConfig:
     fold_in_items: int = 20_000
     recommend_items: tuple[int, ...] = (100_000,)
     recommend_users: int = 5_000
+    recommend_explain: tuple[str, ...] = ("full", "none")
     train_users: int = 20_000
     positives_per_user: int = 20
     chunk_rows: int = 500_000
@@ -326,9 +329,10 @@ def batch_fold_in_rows(model_dir: Path, catalog: PlantedCatalog, config: BatchSc
     return rows
 
 
-def _recommend_child(model_dir: str, log: str, work: str, users: int, queue: Any) -> None:
+def _recommend_child(model_dir: str, log: str, work: str, explain: tuple[str, ...], queue: Any) -> None:
     """In a fresh process: fold `log` in (untimed), then the recommend job over every stored
-    user (timed: the job's wall time, pipeline load and index build included)."""
+    user once per `explain` mode (timed: the job's wall time, pipeline load and index build
+    included); per mode its measurement, or the error."""
     import os
 
     from recsys_pref.batch.command import Run, fold_in_file, recommend_stored
@@ -336,12 +340,16 @@ def _recommend_child(model_dir: str, log: str, work: str, users: int, queue: Any
     try:
         store = f"sqlite:///{os.path.join(work, 'profiles.sqlite')}"
         fold_in_file(Path(model_dir), Path(log), store, Run(progress=False), Path(work) / "work")
-        started = time.perf_counter()
-        totals = recommend_stored(Path(model_dir), "all", Path(work) / "out", store, Run(progress=False), k=10)
-        seconds = time.perf_counter() - started
-        queue.put({"job_s": seconds, "chunks_s": totals["seconds"], "users": totals.get("users", 0),
-                   "peak_rss_mib": _peak_rss_mib(), "load_avg_1m": os.getloadavg()[0]})
-    except BaseException as error:  # reported as the row's error
+        measured = {}
+        for mode in explain:
+            started = time.perf_counter()
+            totals = recommend_stored(Path(model_dir), "all", Path(work) / f"out-{mode}", store, Run(progress=False),
+                                      k=10, explain=mode)
+            measured[mode] = {"job_s": time.perf_counter() - started, "chunks_s": totals["seconds"],
+                              "users": totals.get("users", 0), "peak_rss_mib": _peak_rss_mib(),
+                              "load_avg_1m": os.getloadavg()[0]}
+        queue.put(measured)
+    except BaseException as error:  # reported as the rows' error
         queue.put({"error": f"{type(error).__name__}: {error}"})
 
 
@@ -366,9 +374,9 @@ def als_recommend_seconds(train: sp.csr_matrix, users: sp.csr_matrix, factors: i
 def batch_recommend_rows(catalog: PlantedCatalog, config: BatchScaleConfig, persona: PersonaConfig,
                          scratch: Path) -> list[dict[str, Any]]:
     """Per catalog: the shared side's fit (training throughput on the CPU), then top-10 for the
-    same new users by the batch recommend job (explanations included) and by implicit's ALS
-    `recommend` with the same factors, in the same run; each row with the 1-minute load
-    average when it finished (the machine may be shared)."""
+    same new users by the batch recommend job (once per `recommend_explain` mode) and by
+    implicit's ALS `recommend` with the same factors, in the same run; each row with the
+    1-minute load average when it finished (the machine may be shared)."""
     import os
 
     n_items = catalog.cumulative.shape[1]
@@ -383,7 +391,7 @@ def batch_recommend_rows(catalog: PlantedCatalog, config: BatchScaleConfig, pers
     users = sp.csr_matrix((np.ones(frame.height, np.float32), (frame["user_id"].to_numpy() - first,
                                                                frame["item_id"].to_numpy())),
                           shape=(config.recommend_users, n_items))
-    ours = _in_child(_recommend_child, str(directory), str(log), str(work), config.recommend_users)
+    ours = _in_child(_recommend_child, str(directory), str(log), str(work), config.recommend_explain)
     als_fit_s, als_s = als_recommend_seconds(train, users, persona.embedding_dim, persona.als_iterations,
                                              persona.regularization, persona.alpha, persona.seed)
     common = {"phase": "batch recommend top-10", "items": n_items, "train_users": config.train_users, "k": 10,
@@ -392,12 +400,16 @@ def batch_recommend_rows(catalog: PlantedCatalog, config: BatchScaleConfig, pers
                         "fit_users_per_s": config.train_users / als_fit_s, "chunks_s": als_s,
                         "recommend_ms_per_user": 1000 * als_s / config.recommend_users,
                         "load_avg_1m": os.getloadavg()[0]}
-    our_row = common | {"model": f"persona batch recommend job (M={persona.n_personas}, K={persona.n_bases}, "
-                                 "explanations)", "fit_s": fit_s, "fit_users_per_s": config.train_users / fit_s} | ours
-    if "error" not in ours:
-        our_row |= {"recommend_ms_per_user": 1000 * ours["chunks_s"] / config.recommend_users,
-                    "speedup_vs_als": als_s / ours["chunks_s"]}
-    return [our_row, als_row]
+    our_rows = []
+    for mode in config.recommend_explain:
+        measured = ours.get(mode, {"error": ours.get("error", "not run")})
+        row = common | {"model": f"persona batch recommend job (M={persona.n_personas}, K={persona.n_bases}, "
+                                 f"--explain {mode})", "fit_s": fit_s, "fit_users_per_s": config.train_users / fit_s}
+        if "error" not in measured:
+            measured = measured | {"recommend_ms_per_user": 1000 * measured["chunks_s"] / config.recommend_users,
+                                   "speedup_vs_als": als_s / measured["chunks_s"]}
+        our_rows.append(row | measured)
+    return [*our_rows, als_row]
 
 
 def run_batch_scale(config: BatchScaleConfig, persona: PersonaConfig | None = None) -> BenchResult:

@@ -85,6 +85,7 @@ class PersonaEngine:
         return batch.state.vectors()
 
     def recommend(self, users: Sequence[Any], states: np.ndarray, items: Sequence[Sequence[Any]], k: int,
-                  control: Control | None, safeguards: SafeguardsConfig | None) -> pl.DataFrame:
+                  control: Control | None, safeguards: SafeguardsConfig | None, explain: bool = True) -> pl.DataFrame:
         return self.pipeline.recommend(list(users), k, history=history_frame(self.pipeline, users, items),
-                                       control=control, safeguards=safeguards, states=self.states(states))
+                                       control=control, safeguards=safeguards, states=self.states(states),
+                                       explain=explain)
