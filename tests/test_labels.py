@@ -6,6 +6,8 @@ import polars as pl
 from recsys_pref.explain.labels import (
     MIN_LABEL_SHARE,
     PersonaDescription,
+    TagIncidence,
+    catalog_tag_counts,
     item_tag_lists,
     label,
     label_precision,
@@ -79,3 +81,13 @@ def test_user_tags_need_support_in_the_catalog():
 def test_bookkeeping_and_verdict_tags_are_never_labels():
     items = pl.DataFrame({"genres": [["Drama"]] * 6, "tags": [["in netflix queue", "imdb top 250", "noir"]] * 6})
     assert item_tag_lists(items, min_tag_items=1)[0] == ["Drama", "noir"]
+
+
+def test_tag_incidence_finds_the_same_top_lift_tags_as_one_set_at_a_time():
+    rng = np.random.default_rng(0)
+    vocabulary = [f"tag-{index}" for index in range(12)]
+    item_tags = [list(rng.choice(vocabulary, size=rng.integers(0, 4), replace=False)) for _ in range(300)]
+    sets = np.stack([rng.choice(300, size=20, replace=False) for _ in range(50)])  # (50, 20) distinct items each
+    catalog = catalog_tag_counts(item_tags)
+    expected = [[tag for tag, _ in top_lift_tags(item_tags, row, 2, catalog=catalog)] for row in sets]
+    assert TagIncidence.of(item_tags).top_lift_tags(sets, 2) == expected

@@ -21,6 +21,7 @@ from recsys_pref.explain.control import Control, control_weights
 from recsys_pref.explain.labels import (
     TOP_ITEMS,
     BaseLabel,
+    TagIncidence,
     PersonaDescription,
     base_labels,
     catalog_tag_counts,
@@ -48,9 +49,11 @@ class Explainer:
     persona_tops: Callable[[PersonaState, int], np.ndarray] | None = None
     _bases: list[BaseLabel] | None = field(default=None, init=False, repr=False)
     _tag_counts: Counter[str] = field(init=False, repr=False)
+    _tag_incidence: TagIncidence = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._tag_counts = catalog_tag_counts(self.item_tags)  # once: every label's lift divides by it
+        self._tag_incidence = TagIncidence.of(self.item_tags)  # once: personas' tags counted in one product
 
     @classmethod
     def for_items(cls, scorer: PersonaScorer, items: pl.DataFrame, training: sp.spmatrix) -> "Explainer":
@@ -71,7 +74,7 @@ class Explainer:
         """Per user, a description of each persona."""
         tops = None if self.persona_tops is None else self.persona_tops(state, TOP_ITEMS)
         return describe_personas(self.scorer, state, self.item_tags, self.eligible, self.bases,
-                                 catalog=self._tag_counts, top_items=tops)
+                                 tags=self._tag_incidence, top_items=tops)
 
     def explain(
         self, state: PersonaState, histories: sp.csr_matrix, items: np.ndarray, control: ControlWeights | None = None,

@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from recsys_pref.models.persona.scorer import PersonaScorer
 from recsys_pref.models.persona.state import PersonaState
@@ -73,6 +74,49 @@ def top_lift_tags(
         if count >= min(min_support, n_chosen)
     ]
     return sorted(lifts, key=lambda pair: (-pair[1], pair[0]))[:n_tags]
+
+
+@dataclass(frozen=True)
+class TagIncidence:
+    """Which item carries which tag, to find the top-lift tags of many item sets at once.
+
+    names: the tags, sorted (the order top_lift_tags breaks equal lifts by); matrix: (n_items,
+    T) CSR, 1 where the item carries the tag; catalog: (T,) items carrying each tag."""
+
+    names: list[str]
+    matrix: sp.csr_matrix
+    catalog: np.ndarray
+
+    @classmethod
+    def of(cls, item_tags: Sequence[Sequence[str]]) -> "TagIncidence":
+        names = sorted({tag for tags in item_tags for tag in tags})
+        column = {name: index for index, name in enumerate(names)}
+        pairs = np.array([(item, column[tag]) for item, tags in enumerate(item_tags) for tag in set(tags)],
+                         np.int64).reshape(-1, 2)
+        matrix = sp.csr_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(item_tags), len(names)))
+        return cls(names, matrix, np.asarray(matrix.sum(axis=0)).ravel())
+
+    def top_lift_tags(self, item_sets: np.ndarray, n_tags: int) -> list[list[str]]:
+        """For each row of `item_sets` (R, N), distinct item indices, the tags of
+        top_lift_tags(item_tags, row, n_tags) (same lifts, same support rule, same order),
+        counted for all rows in one sparse product."""
+        n_sets, n_chosen = item_sets.shape
+        tags: list[list[str]] = [[] for _ in range(n_sets)]
+        if n_chosen == 0:
+            return tags
+        selector = sp.csr_matrix((np.ones(item_sets.size), (np.repeat(np.arange(n_sets), n_chosen), item_sets.ravel())),
+                                 shape=(n_sets, self.matrix.shape[0]))
+        counts = (selector @ self.matrix).tocoo()  # (R, T): how many of each set's items carry each tag
+        support = min(max(2, int(np.ceil(MIN_LABEL_SHARE * n_chosen))), n_chosen)
+        kept = counts.data >= support
+        rows, columns, count = counts.row[kept], counts.col[kept], counts.data[kept]
+        lifts = (count / n_chosen) / (self.catalog[columns] / self.matrix.shape[0])
+        order = np.lexsort((columns, -lifts, rows))  # per set: highest lift first, then the tag's name
+        rows, columns = rows[order], columns[order]
+        rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
+        for row, column in zip(rows[rank < n_tags].tolist(), columns[rank < n_tags].tolist()):
+            tags[row].append(self.names[column])
+        return tags
 
 
 def label(item_tags: Sequence[Sequence[str]], items: np.ndarray, n_tags: int = 2,
@@ -201,39 +245,40 @@ class PersonaDescription:
 def describe_personas(
     scorer: PersonaScorer, state: PersonaState, item_tags: Sequence[Sequence[str]], eligible: np.ndarray,
     bases: Sequence[BaseLabel] | None = None, n_top: int = TOP_ITEMS, n_bases: int = 3,
-    catalog: Counter[str] | None = None, top_items: np.ndarray | None = None,
+    tags: TagIncidence | None = None, top_items: np.ndarray | None = None,
 ) -> list[list[PersonaDescription]]:
     """Per user in `state`, a description of each persona (see the module docstring);
-    `bases` (from base_labels) adds the strongest bases' labels; `catalog`:
-    catalog_tag_counts(item_tags), computed here when not given (serving passes it once);
+    `bases` (from base_labels) adds the strongest bases' labels; `tags`:
+    TagIncidence.of(item_tags), built here when not given (serving builds it once), counts the
+    tags of every persona's top items in one product (top_lift_tags' rule);
     `top_items` (n, M, n_top): each persona's top eligible items by rho_um(i) + b_i, best
     first, when the caller ranked them without scoring the whole catalog (the pipeline:
     retrieval.norm_order.PersonaTopItems, the same items); None ranks them here. This is the one
     labelling of personas: the pipeline, `explain`, onboarding and the demo all name personas
     through it."""
+    n_users, n_personas = state.prior_logits.shape
     strengths = base_strengths(scorer, state, eligible)  # (n, M, K)
-    catalog = catalog_tag_counts(item_tags) if catalog is None else catalog
+    if top_items is None:  # each persona's own ranking rho_um(i) + b_i, a block of users at a time
+        top_items = np.concatenate([
+            _top(scorer.persona_scores(PersonaState(state.coefficients[block], state.prior_logits[block])), eligible,
+                 n_top)
+            for block in (slice(start, start + DESCRIBE_BATCH) for start in range(0, n_users, DESCRIBE_BATCH))
+        ]) if n_users else np.zeros((0, n_personas, 0), np.int64)
+    tags = TagIncidence.of(item_tags) if tags is None else tags
+    persona_tags = tags.top_lift_tags(top_items.reshape(n_users * n_personas, -1), 2)  # (n * M) lists
+    strongest = np.argsort(-np.abs(strengths), axis=2, kind="stable")[:, :, :n_bases]  # (n, M, n_bases)
     described = []
-    for user in range(len(state)):
-        if top_items is not None:
-            top = top_items[user]
-        else:
-            if user % DESCRIBE_BATCH == 0:  # each persona's own ranking rho_um(i) + b_i, a block of users at a time
-                block = slice(user, user + DESCRIBE_BATCH)
-                tops = _top(scorer.persona_scores(PersonaState(state.coefficients[block], state.prior_logits[block])),
-                            eligible, n_top)  # (B, M, n_top)
-            top = tops[user % DESCRIBE_BATCH]
+    for user in range(n_users):
         personas = []
-        for m in range(state.coefficients.shape[1]):
-            strongest = np.argsort(-np.abs(strengths[user, m]), kind="stable")[:n_bases]
+        for m in range(n_personas):
             pole = [
                 NO_LABEL if bases is None else (bases[k].label if strengths[user, m, k] >= 0 else bases[k].negative_label)
-                for k in strongest
+                for k in strongest[user, m]
             ]
-            tags = [tag for tag, _ in top_lift_tags(item_tags, top[m], 2, catalog=catalog)]
+            chosen = persona_tags[user * n_personas + m]
             personas.append(PersonaDescription(
-                m, label_text(tags), top[m].tolist(),
-                [(int(k), float(strengths[user, m, k]), name) for k, name in zip(strongest, pole)], tags,
+                m, label_text(chosen), top_items[user, m].tolist(),
+                [(int(k), float(strengths[user, m, k]), name) for k, name in zip(strongest[user, m], pole)], chosen,
             ))
         described.append(personas)
     return described
