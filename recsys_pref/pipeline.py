@@ -274,7 +274,9 @@ class PersonaPipeline:
         described = self.explainer.describe(batch.state) if explain else None  # control describes when it needs to
         weights = self.explainer.control_weights(batch.state, control, described)
         slate = self._rank(batch, min(int(k), len(self.item_ids)), filter_seen, weights, safeguards)
-        return self._ranked_frame(batch, slate, {}) if described is None else self._frame(batch, slate, weights, described)
+        if described is None:
+            return self._ranked_frame(batch, slate, {})
+        return self._frame(batch, slate, weights, described)
 
     def _rank(
         self, batch: UserBatch, k: int, filter_seen: FilterSeen, weights: ControlWeights | None,
@@ -361,7 +363,8 @@ class PersonaPipeline:
         ranked = {
             "user_id": pl.Series(batch.ids, dtype=self._user_dtype()).gather(rows),
             "rank": pl.Series((ranks + 1).astype(np.int32)),
-            "item_id": pl.Series(self.item_ids.to_external(slate.items[rows, ranks]).tolist(), dtype=self._item_dtype()),
+            "item_id": pl.Series(self.item_ids.to_external(slate.items[rows, ranks]).tolist(),
+                                 dtype=self._item_dtype()),
             "score": pl.Series(slate.scores[rows, ranks].astype(np.float32)),
             "exploration": pl.Series(slate.exploration[rows, ranks], dtype=pl.Boolean),
         }

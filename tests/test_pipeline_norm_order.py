@@ -41,7 +41,8 @@ def test_persona_labels_from_the_norm_order_equal_those_of_the_catalog_ranking(p
     catalog = replace(pipeline.explainer, persona_tops=None).describe(state)
     assert [[persona.top_items for persona in user] for user in fast] == \
         [[persona.top_items for persona in user] for user in catalog]
-    assert [[persona.label for persona in user] for user in fast] == [[persona.label for persona in user] for user in catalog]
+    assert [[persona.label for persona in user] for user in fast] == \
+        [[persona.label for persona in user] for user in catalog]
 
 
 def test_because_you_liked_is_a_list_column_of_the_models_item_ids(pipeline, dataset):

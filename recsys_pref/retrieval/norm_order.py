@@ -86,7 +86,7 @@ class NormOrder:
         the lower index), and the shared side restricted to them."""
         items = np.sort(self.items[:length])
         side = SharedSide(shared.item_embeddings[items], shared.item_bias[items], shared.bases, shared.temperature)
-        side.__dict__["rewards"] = shared.rewards[items]  # r(i) gathered from the catalog's: the same numbers, not recomputed
+        side.__dict__["rewards"] = shared.rewards[items]  # r(i) gathered from the catalog's: same numbers, no recompute
         return items, side
 
 
