@@ -180,3 +180,17 @@ def test_recommend_without_explanations_writes_the_same_ranking_with_null_explan
     assert bare.select(ranking).equals(full.select(ranking))
     explanations = [name for name in bare.columns if name not in ranking]
     assert bare.select(explanations).null_count().row(0) == (bare.height,) * len(explanations)
+
+
+def test_recommend_on_one_torch_thread_writes_the_same_rows(model_dir: Path, folded: str, tmp_path: Path) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        assert _recommend(model_dir, folded, "all", tmp_path / "one", "--threads", "1") == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert _recommend(model_dir, folded, "all", tmp_path / "default") == 0
+    one, default = (pl.read_parquet(tmp_path / name / "part-*.parquet") for name in ("one", "default"))
+    assert one.drop("score").equals(default.drop("score"))
+    np.testing.assert_allclose(one["score"].to_numpy(), default["score"].to_numpy(), rtol=1e-5)

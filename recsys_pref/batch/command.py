@@ -62,6 +62,9 @@ def add_batch_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     recommend.add_argument("--explain", choices=EXPLAIN_CHOICES, default="full",
                            help="full: the pipeline's explanation columns; none: the same schema with them null "
                                 "(the ranking alone, faster)")
+    recommend.add_argument("--threads", type=_positive_int, default=None,
+                           help="torch threads per worker process (default: torch's choice; 1 is much faster on a "
+                                "machine other jobs keep busy, BENCHMARKS.md issue 14)")
     recommend.set_defaults(handler=recommend_main)
     return batch
 
@@ -125,9 +128,11 @@ def fold_in_file(model_dir: Path, interactions: Path, store: str | None = None, 
 
 
 def recommend_stored(model_dir: Path, users: str | Path, out: Path, store: str | None = None, run: Run = Run(),
-                     k: int = 10, chunk_users: int = DEFAULT_CHUNK_USERS, explain: str = "full") -> dict[str, Any]:
+                     k: int = 10, chunk_users: int = DEFAULT_CHUNK_USERS, explain: str = "full",
+                     threads: int | None = None) -> dict[str, Any]:
     """The recommend job (batch.recommend) for a users file or "all" after checking every input;
-    explain: "full" or "none" (EXPLAIN_CHOICES). The ledger's totals. ChunkError
+    explain: "full" or "none" (EXPLAIN_CHOICES); threads: torch threads per worker (None: torch's
+    default). The ledger's totals. ChunkError
     (batch.engines) when chunks failed."""
     if explain not in EXPLAIN_CHOICES:
         raise ValueError(f"explain must be one of {EXPLAIN_CHOICES}, got {explain!r}")
@@ -155,8 +160,8 @@ def recommend_stored(model_dir: Path, users: str | Path, out: Path, store: str |
                 "chunk_users": chunk_users} | ({} if explain == "full" else {"explain": explain})  # full: as before
     plan = [{name: value for name, value in chunk.items() if name != "users"} for chunk in chunks]
     ledger = ChunkLedger.open(out, identity, plan)
-    run_chunks(RecommendJob(model_dir, store_url, model_hash, out, k, explain == "full"), chunks, ledger, run.engine,
-               run.workers, run.ray_address, run.progress)
+    run_chunks(RecommendJob(model_dir, store_url, model_hash, out, k, explain == "full", threads), chunks, ledger,
+               run.engine, run.workers, run.ray_address, run.progress)
     return ledger.totals() | {"chunks": len(plan)}
 
 
@@ -184,7 +189,7 @@ def recommend_main(args: argparse.Namespace) -> int:
 
     try:
         totals = recommend_stored(args.model, args.users, args.out, args.store, _run_of(args), args.k, args.chunk_users,
-                                  args.explain)
+                                  args.explain, args.threads)
     except ChunkError as error:
         return _failed("recommend", error)
     print(f"wrote {totals.get('rows', 0)} recommendations for {totals.get('users', 0)} users to {args.out} "

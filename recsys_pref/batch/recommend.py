@@ -115,12 +115,19 @@ class RecommendJob:
     out_dir: Path
     k: int = 10
     explain: bool = True
+    threads: int | None = None
     name: str = "recommend"
 
     def open(self) -> ChunkFunction:
-        """Load the serving pipeline (labels and retrieval index built now) and open the store."""
+        """Load the serving pipeline (labels and retrieval index built now) and open the store;
+        `threads`: torch's intra-op threads in this process (None: torch's default)."""
+        import torch
+
         from recsys_pref.pipeline import PersonaPipeline
         from recsys_pref.service.engine import PersonaEngine
+
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
 
         engine = PersonaEngine(PersonaPipeline.load(self.model_dir), self.model_hash)
         store = ProfileStore(self.store_url, engine.state_size)

@@ -158,7 +158,8 @@ class BatchScaleConfig:
     recommend_items: catalogs of the batch recommend rows; recommend_users: users recommended
     for per catalog (per-user times; the job and ALS serve the same users); recommend_explain:
     the job's `--explain` modes, a row each ("full": explanations, "none": the ranking alone,
-    explanation columns null); train_users: users
+    explanation columns null); recommend_threads: the job's `--threads` (None: torch's default;
+    ALS keeps its own); train_users: users
     the shared side and ALS are fitted on; positives_per_user: mean history length (Poisson, at
     least 5); chunk_rows: the fold-in job's chunk; seed: the generator's."""
 
@@ -167,6 +168,7 @@ class BatchScaleConfig:
     recommend_items: tuple[int, ...] = (100_000,)
     recommend_users: int = 5_000
     recommend_explain: tuple[str, ...] = ("full", "none")
+    recommend_threads: int | None = None
     train_users: int = 20_000
     positives_per_user: int = 20
     chunk_rows: int = 500_000
@@ -329,7 +331,8 @@ def batch_fold_in_rows(model_dir: Path, catalog: PlantedCatalog, config: BatchSc
     return rows
 
 
-def _recommend_child(model_dir: str, log: str, work: str, explain: tuple[str, ...], queue: Any) -> None:
+def _recommend_child(model_dir: str, log: str, work: str, explain: tuple[str, ...], threads: int | None,
+                     queue: Any) -> None:
     """In a fresh process: fold `log` in (untimed), then the recommend job over every stored
     user once per `explain` mode (timed: the job's wall time, pipeline load and index build
     included); per mode its measurement, or the error."""
@@ -344,7 +347,7 @@ def _recommend_child(model_dir: str, log: str, work: str, explain: tuple[str, ..
         for mode in explain:
             started = time.perf_counter()
             totals = recommend_stored(Path(model_dir), "all", Path(work) / f"out-{mode}", store, Run(progress=False),
-                                      k=10, explain=mode)
+                                      k=10, explain=mode, threads=threads)
             measured[mode] = {"job_s": time.perf_counter() - started, "chunks_s": totals["seconds"],
                               "users": totals.get("users", 0), "peak_rss_mib": _peak_rss_mib(),
                               "load_avg_1m": os.getloadavg()[0]}
@@ -391,7 +394,8 @@ def batch_recommend_rows(catalog: PlantedCatalog, config: BatchScaleConfig, pers
     users = sp.csr_matrix((np.ones(frame.height, np.float32), (frame["user_id"].to_numpy() - first,
                                                                frame["item_id"].to_numpy())),
                           shape=(config.recommend_users, n_items))
-    ours = _in_child(_recommend_child, str(directory), str(log), str(work), config.recommend_explain)
+    ours = _in_child(_recommend_child, str(directory), str(log), str(work), config.recommend_explain,
+                     config.recommend_threads)
     als_fit_s, als_s = als_recommend_seconds(train, users, persona.embedding_dim, persona.als_iterations,
                                              persona.regularization, persona.alpha, persona.seed)
     common = {"phase": "batch recommend top-10", "items": n_items, "train_users": config.train_users, "k": 10,
@@ -401,10 +405,11 @@ def batch_recommend_rows(catalog: PlantedCatalog, config: BatchScaleConfig, pers
                         "recommend_ms_per_user": 1000 * als_s / config.recommend_users,
                         "load_avg_1m": os.getloadavg()[0]}
     our_rows = []
+    thread_note = "" if config.recommend_threads is None else f", --threads {config.recommend_threads}"
     for mode in config.recommend_explain:
         measured = ours.get(mode, {"error": ours.get("error", "not run")})
         row = common | {"model": f"persona batch recommend job (M={persona.n_personas}, K={persona.n_bases}, "
-                                 f"--explain {mode})", "fit_s": fit_s, "fit_users_per_s": config.train_users / fit_s}
+                                 f"--explain {mode}{thread_note})", "fit_s": fit_s, "fit_users_per_s": config.train_users / fit_s}
         if "error" not in measured:
             measured = measured | {"recommend_ms_per_user": 1000 * measured["chunks_s"] / config.recommend_users,
                                    "speedup_vs_als": als_s / measured["chunks_s"]}
