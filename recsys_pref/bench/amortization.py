@@ -7,10 +7,17 @@ one's positives are what the method sees, 20% the targets):
 - shared side: `PersonaRecommender.fit` on the training users, timed once (seconds);
 - per user, fold-in: `fold_in` of the test users' histories, repeated to FOLD_IN_ROWS rows (the
   batch throughput a user base gets), seconds / rows;
-- per user, ten questions: an onboarding session of 10 choice questions per sampled test user
-  (onboarding.session's adaptive selection, answers by each user's own known ratings, as
-  bench onboarding's profile oracle; the pool excludes the user's targets), wall seconds per
-  session (ten selections, ten posterior updates; after one untimed warm-up session);
+- per user, ten questions: the library's onboarding, the learned interview tree (issue 12,
+  onboarding.tree), grown on the training users as bench onboarding grows it (`learn_tree`),
+  then an interview of 10 choice questions per sampled test user (the tree's questions, then
+  the information criterion off the tree; answers by each user's own known ratings, bench
+  onboarding's profile oracle; the pool excludes the user's targets). Per user: wall seconds
+  of the whole session, i.e. ten selections, the answers' updates, and the inference (the
+  ranking's fold-in), after one untimed warm-up session; `select_ms` is one selection alone.
+  The tree's growing seconds are charged to THIS row's shared side (fit + tree); the fold-in
+  row's shared side is the fit alone. (Until issue 14's rerun this row ran onboarding.session's
+  adaptive information criterion without a tree: 11.2 s per session on ml-100k under load, too
+  slow to keep beside the tree on the shared machine, so the tree row replaced it.)
 - the alternative, a model per user: L2-regularised logistic regression over the shared item
   embeddings (+ a bias), the user's history as positives and every other catalog item as a
   negative (classes balanced), fitted by L-BFGS to convergence (gradient norm < 1e-6, at most
@@ -26,8 +33,9 @@ USER_COUNTS; `write_plot` draws total cost against N on log-log axes.
 """
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +49,7 @@ from recsys_pref.core.ranking import top_k
 from recsys_pref.data.dataset import IdMap, InteractionDataset
 from recsys_pref.data.splits import HeldOut, Split, SplitConfig, make_split
 from recsys_pref.models.persona import PersonaConfig, PersonaRecommender
+from recsys_pref.onboarding.tree import TreeConfig
 
 USER_COUNTS = (10**3, 10**4, 10**5, 10**6, 10**7)
 LR_GRID = (0.01, 0.1, 1.0, 10.0)  # the per-user model's L2 strengths tried on validation users
@@ -52,17 +61,20 @@ PLOT_FILE = "amortization.png"
 @dataclass(frozen=True)
 class AmortizationConfig:
     """model_users: sampled test users for the per-user models (and validation users for their
-    grid; ndcg@10_same_users is fold-in's NDCG@10 on that same sample); onboarding_users: sampled test users onboarded; questions: per session; seed: the
-    split's and the samples'."""
+    grid; ndcg@10_same_users is fold-in's NDCG@10 on that same sample); onboarding_users:
+    sampled test users onboarded; questions: per session; tree: how the interview tree is grown
+    (its seed is replaced by `seed`); seed: the split's, the tree's and the samples'."""
 
     model_users: int = 200
     onboarding_users: int = 100
     questions: int = 10
+    tree: TreeConfig = TreeConfig()
     seed: int = 0
 
     @classmethod
     def quick(cls) -> "AmortizationConfig":
-        return cls(model_users=10, onboarding_users=5, questions=3)
+        return cls(model_users=10, onboarding_users=5, questions=3,
+                   tree=TreeConfig(max_depth=3, min_users=10, pool_size=30))
 
 
 def ndcg10(scores: np.ndarray, held_out: HeldOut, rows: np.ndarray, catalog: np.ndarray) -> float:
@@ -113,24 +125,32 @@ def per_user_model_scores(features: np.ndarray, catalog: np.ndarray, held_out: H
 
 
 def onboarding_sessions(model: PersonaRecommender, dataset: InteractionDataset, split: Split, rows: np.ndarray,
-                        questions: int) -> tuple[np.ndarray, float]:
-    """Ranking scores after `questions` answered choice questions for the test users at `rows`
-    (bench onboarding's sessions and profile oracle, read-only), and the seconds per session."""
-    from recsys_pref.bench.onboarding import run_sessions
+                        config: AmortizationConfig) -> dict[str, Any]:
+    """The learned interview for the test users at `rows`: grows the tree on the training users
+    (bench onboarding's `learn_tree`), then `config.questions` answered choice questions per user
+    (bench onboarding's sessions and profile oracle, read-only). Returns the ranking `scores`
+    (n, n_items), `tree_s` (growing seconds), `per_user_s` (wall seconds per session: selections,
+    answer updates and the ranking's inference), `select_ms` (one selection) and the tree's size."""
+    from recsys_pref.bench.onboarding import learn_tree, run_sessions
     from recsys_pref.onboarding.oracles import ProfileOracle, known_ratings
     from recsys_pref.onboarding.questions import QuestionConfig
     from recsys_pref.onboarding.session import OnboardingConfig, build_onboarder
 
+    tree, tree_s = learn_tree(model, dataset, split, replace(config.tree, seed=config.seed))
     onboarder = build_onboarder(model, split.train, IdMap(np.arange(split.train.shape[1]), "item"),
-                                OnboardingConfig(QuestionConfig(question_type="choice"), max_questions=questions))
+                                OnboardingConfig(QuestionConfig(question_type="choice"),
+                                                 max_questions=config.questions), tree=tree)
     threshold = dataset.positive_threshold if dataset.positive_threshold is not None else -np.inf
     oracles = [ProfileOracle(ratings, threshold) for ratings in known_ratings(dataset, split, rows)]
     pools = [onboarder.pool[~np.isin(onboarder.pool, split.test.targets[row].indices)] for row in rows]
-    run_sessions(onboarder, oracles[:1], pools[:1], (questions,))  # warm-up: first-call costs are not per user
+    warm_up, _ = run_sessions(onboarder, oracles[:1], pools[:1], (config.questions,))
+    onboarder.ranking_scores(warm_up[config.questions])  # first-call costs are not per user
     started = time.perf_counter()
-    snapshots, _ = run_sessions(onboarder, oracles, pools, (questions,))
-    per_session = (time.perf_counter() - started) / max(len(rows), 1)
-    return onboarder.ranking_scores(snapshots[questions]), per_session
+    snapshots, statistics = run_sessions(onboarder, oracles, pools, (config.questions,))
+    scores = onboarder.ranking_scores(snapshots[config.questions])  # (n, n_items)
+    per_user_s = (time.perf_counter() - started) / max(len(rows), 1)
+    return {"scores": scores, "tree_s": tree_s, "per_user_s": per_user_s, "select_ms": statistics["select_ms"],
+            "tree_nodes": len(tree.nodes), "tree_depth": int(tree.depths().max()) + 1}
 
 
 def _sample(n: int, size: int, seed: int) -> np.ndarray:
@@ -154,6 +174,7 @@ def run_amortization(dataset: InteractionDataset, config: AmortizationConfig,
                      persona: PersonaConfig | None = None) -> BenchResult:
     """The amortization suite (module docstring) on `dataset`."""
     persona = persona or PersonaConfig(progress=False, seed=config.seed)
+    load_before = os.getloadavg()[0]
     split = make_split(dataset, SplitConfig(protocol="strong", seed=config.seed))
     started = time.perf_counter()
     model = PersonaRecommender(persona).fit(split.train)
@@ -176,30 +197,35 @@ def run_amortization(dataset: InteractionDataset, config: AmortizationConfig,
     sampled = _sample(len(test), config.model_users, config.seed + 1)
     model_scores, model_s = per_user_model_scores(features, split.catalog, test, sampled, l2)
     onboarded = _sample(len(test), config.onboarding_users, config.seed + 2)
-    onboarding_scores, onboarding_s = onboarding_sessions(model, dataset, split, onboarded, config.questions)
+    interview = onboarding_sessions(model, dataset, split, onboarded, config)
+    tree_shared_s = shared_s + interview["tree_s"]
 
     rows = [
         {"method": "persona: shared side + fold-in", "users_evaluated": len(test), "shared_s": shared_s,
          "per_user_s": fold_in_s, "ndcg@10": ndcg10(fold_in_scores, test, every, split.catalog),
          "ndcg@10_same_users": ndcg10(fold_in_scores[sampled], test, sampled, split.catalog)}
         | cost_columns(shared_s, fold_in_s, model_s),
-        {"method": f"persona: shared side + {config.questions} questions", "users_evaluated": len(onboarded),
-         "shared_s": shared_s, "per_user_s": onboarding_s,
-         "ndcg@10": ndcg10(onboarding_scores, test, onboarded, split.catalog)}
-        | cost_columns(shared_s, onboarding_s, model_s),
+        {"method": f"persona: shared side + interview tree + {config.questions} questions",
+         "users_evaluated": len(onboarded), "shared_s": tree_shared_s, "per_user_s": interview["per_user_s"],
+         "ndcg@10": ndcg10(interview["scores"], test, onboarded, split.catalog),
+         "tree_s": interview["tree_s"], "select_ms": interview["select_ms"],
+         "tree_nodes": interview["tree_nodes"], "tree_depth": interview["tree_depth"]}
+        | cost_columns(tree_shared_s, interview["per_user_s"], model_s),
         {"method": f"a logistic reward model per user (L2 {l2:g}, tuned on {len(validation)} validation users)",
          "users_evaluated": len(sampled), "shared_s": 0.0, "per_user_s": model_s,
          "ndcg@10": ndcg10(model_scores, test, sampled, split.catalog),
          "ndcg@10_same_users": ndcg10(model_scores, test, sampled, split.catalog)}
         | cost_columns(0.0, model_s, model_s),
     ]
-    columns = ["method", "users_evaluated", "ndcg@10", "ndcg@10_same_users", "shared_s", "per_user_s"]
+    columns = ["method", "users_evaluated", "ndcg@10", "ndcg@10_same_users", "shared_s", "tree_s", "per_user_s",
+               "select_ms"]
     columns += [f"per_user_s@1e{int(round(np.log10(n)))}" for n in USER_COUNTS]
     columns += ["cheaper_x@1e6"]
     return BenchResult(suite="amortization", dataset=dataset.name, protocol="strong generalization (held-out users)",
                        config=asdict(config) | {"persona": asdict(persona), "lr_grid": list(LR_GRID),
                                                 "lr_validation_ndcg@10": {str(k): v for k, v in tuned.items()},
-                                                "user_counts": list(USER_COUNTS), "split": asdict(SplitConfig(seed=config.seed))},
+                                                "user_counts": list(USER_COUNTS), "split": asdict(SplitConfig(seed=config.seed)),
+                                                "load_average_1min": [load_before, os.getloadavg()[0]]},
                        rows=rows, columns=columns)
 
 
