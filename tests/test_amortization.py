@@ -31,13 +31,33 @@ def test_costs_grow_linearly_in_users_after_the_shared_side() -> None:
     assert len([key for key in columns if key.startswith("total_s@")]) == len(USER_COUNTS)
 
 
-@pytest.mark.integration
-def test_quick_amortization_bench_writes_a_row_per_method_and_the_plot(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quick amortization bench on a small synthetic set, run once for the tests below."""
+    out = tmp_path_factory.mktemp("amortization")
     code = main(["bench", "amortization", "--dataset", "synthetic", "--synthetic", "n_users=300", "--synthetic",
-                 "n_items=100", "--out", str(tmp_path), "--quick"])
+                 "n_items=100", "--out", str(out), "--quick"])
     assert code == 0
-    rows = json.loads((tmp_path / "amortization.json").read_text())["rows"]
+    return out
+
+
+def _rows(out: Path) -> list[dict]:
+    return json.loads((out / "amortization.json").read_text())["rows"]
+
+
+@pytest.mark.integration
+def test_quick_amortization_bench_writes_a_row_per_method_and_the_plot(quick_run: Path) -> None:
+    rows = _rows(quick_run)
     assert [row["method"].split(":")[0].split(" ")[0] for row in rows] == ["persona", "persona", "a"]
     assert all(row["per_user_s"] > 0 and 0 <= row["ndcg@10"] <= 1 for row in rows)
     assert rows[2]["cheaper_x@1e6"] == pytest.approx(1.0)
-    assert (tmp_path / "amortization.png").stat().st_size > 10_000
+    assert (quick_run / "amortization.png").stat().st_size > 10_000
+
+
+@pytest.mark.integration
+def test_the_questions_row_is_the_interview_tree_and_pays_its_growing_in_its_shared_side_only(quick_run: Path) -> None:
+    fold_in, interview, _ = _rows(quick_run)
+    assert "interview tree" in interview["method"]
+    assert interview["tree_nodes"] >= 1 and interview["tree_s"] > 0 and interview["select_ms"] > 0
+    assert interview["shared_s"] == pytest.approx(fold_in["shared_s"] + interview["tree_s"])
+    assert "tree_s" not in fold_in
