@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ class AmortizationConfig:
     model_users: int = 200
     onboarding_users: int = 100
     questions: int = 10
-    tree: TreeConfig = TreeConfig()
+    tree: TreeConfig = field(default_factory=TreeConfig)
     seed: int = 0
 
     @classmethod
