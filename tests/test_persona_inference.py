@@ -188,6 +188,15 @@ def test_no_chunk_mixes_short_and_long_histories(monkeypatch: pytest.MonkeyPatch
         assert len(set(lengths[rows] <= int(np.median(lengths)))) == 1
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (runs where a GPU is lent)")
+def test_states_solved_on_a_gpu_equal_those_on_the_cpu() -> None:
+    history, rewards = random_history(n_users=25), random_rewards(n_bases=12)
+    on_cpu = infer_states(history, rewards, settings(2), dtype=torch.float64)
+    on_gpu = infer_states(history, rewards, settings(2), dtype=torch.float64, device="cuda")
+    np.testing.assert_allclose(on_gpu[0], on_cpu[0], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(on_gpu[1], on_cpu[1], rtol=1e-6, atol=1e-8)
+
+
 def test_fewer_history_items_than_personas_give_a_finite_state() -> None:
     history = sp.csr_matrix(([1.0], ([0], [3])), shape=(1, 40))
     coefficients, logits = infer_states(history, random_rewards(), settings(3))

@@ -7,7 +7,8 @@ processed per second; the GPU row also its ratio to the CPU row of the same run.
 
 Fold-in (issue 11): the persona model's exact inference (M = 2, K = d = 32 by default) and
 implicit's `recalculate_user` (ALS with the same 32 factors, fitted on the same data) fold in
-the same users' whole histories in the same run, on the CPU; each row reports users per
+the same users' whole histories in the same run, on the CPU, and, when a GPU is present (and
+`gpu`), the exact solve on it too; each row reports users per
 second (the best of `fold_in_repeats` timed passes, after one warm-up pass: the machine is
 shared, the best pass is the least disturbed) and the bytes of state per user in float32.
 Run it on a large `synthetic` dataset, e.g. `--synthetic n_users=20000 --synthetic
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +29,7 @@ import torch
 from recsys_pref.bench.results import BenchResult
 from recsys_pref.data.dataset import InteractionDataset
 from recsys_pref.models import make_model
-from recsys_pref.models.persona import PersonaConfig, train_network
+from recsys_pref.models.persona import PersonaConfig, infer_states, train_network
 
 COLUMNS = ["device", "users", "items", "positives", "batch_size", "steps", "epochs", "train_s", "users_per_s",
            "speedup_vs_cpu"]
@@ -105,16 +107,21 @@ def measure_fold_in(dataset: InteractionDataset, config: ScaleBenchConfig) -> li
     dim = config.fold_in_bases
     persona = make_model("persona", n_personas=config.fold_in_personas, n_bases=dim, embedding_dim=dim).fit(user_items)
     als = make_model("als", factors=dim).fit(user_items)
-    candidates: list[tuple[str, Callable[[sp.csr_matrix], Any], int]] = [
-        (f"persona exact (M={config.fold_in_personas}, K={dim})", persona.fold_in, persona.state_bytes),
-        (f"implicit recalculate_user ({dim} factors)", als.fold_in, dim * 4),
+    candidates: list[tuple[str, str, Callable[[sp.csr_matrix], Any], int]] = [
+        ("cpu", f"persona exact (M={config.fold_in_personas}, K={dim})", persona.fold_in, persona.state_bytes),
+        ("cpu", f"implicit recalculate_user ({dim} factors)", als.fold_in, dim * 4),
     ]
-    common = {"device": _device_name("cpu"), "users": users.shape[0], "items": users.shape[1], "positives": users.nnz}
+    if config.gpu and torch.cuda.is_available():  # the exact solve alone (no state bounds), on the GPU
+        solve_on_gpu = partial(infer_states, rewards=persona.shared.rewards, settings=persona.inference_settings,
+                               device="cuda")
+        candidates.append(("gpu", f"persona exact solve (M={config.fold_in_personas}, K={dim})", solve_on_gpu,
+                           persona.state_bytes))
+    common = {"users": users.shape[0], "items": users.shape[1], "positives": users.nnz}
     rows = []
-    for name, fold_in, state_bytes in candidates:
+    for device, name, fold_in, state_bytes in candidates:
         seconds = best_seconds(lambda: fold_in(users), config.fold_in_repeats)
-        rows.append({"model": name} | common | {"fold_in_s": seconds, "fold_in_users_per_s": users.shape[0] / seconds,
-                                                "state_bytes": state_bytes})
+        rows.append({"model": name, "device": _device_name(device)} | common |
+                    {"fold_in_s": seconds, "fold_in_users_per_s": users.shape[0] / seconds, "state_bytes": state_bytes})
     return rows
 
 

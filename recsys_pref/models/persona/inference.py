@@ -181,7 +181,7 @@ def solve_personas(gram: Tensor, rewards: Tensor, history: History, gamma: Tenso
     gram G (K, K); rewards (B, L, K) of the history items; gamma (B, M, L) -> (B, M, K)."""
     weights = history.confidence[:, None, :] * gamma  # (B, M, L): w_i gamma_mi, 0 where padded
     lhs = weighted_gram(rewards, weights - history.mask[:, None, :].to(gram.dtype))  # (B, M, K, K)
-    lhs += gram + regularization * torch.eye(gram.shape[0], dtype=gram.dtype)
+    lhs += gram + regularization * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
     rhs = (weights @ rewards)[..., None]  # (B, M, K, 1)
     factor, info = torch.linalg.cholesky_ex(lhs)
     if bool((info > 0).any()):  # only in pathological float32 cases; the general solver still works
@@ -221,7 +221,7 @@ def refine_personas(coefficients: Tensor, rho: Tensor, gram: Tensor, rewards: Te
     rho (B, M, L): the coefficients' rewards for the history items (the E-step's, reused)."""
     weights = history.confidence[:, None, :] * gamma  # (B, M, L)
     excess = weights - history.mask[:, None, :].to(gram.dtype)  # w gamma - 1 on the history
-    ridge = gram + regularization * torch.eye(gram.shape[0], dtype=gram.dtype)
+    ridge = gram + regularization * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
 
     def apply(x: Tensor, x_rho: Tensor | None = None) -> Tensor:  # A_m x for (B, M, K)
         x_rho = x @ rewards.transpose(1, 2) if x_rho is None else x_rho
@@ -276,12 +276,13 @@ def initial_responsibilities(single: Tensor, rewards: Tensor, history: History, 
     unit = rewards / rewards.norm(dim=2, keepdim=True).clamp_min(1e-12)  # (B, L, K)
     liking = torch.einsum("bk,blk->bl", single, rewards).masked_fill(~mask, -math.inf)
     seeds = [liking.argmax(dim=1)]  # (B,)
-    nearest = torch.full(mask.shape, -math.inf, dtype=rewards.dtype)  # (B, L): best cosine to any seed
+    users = torch.arange(len(unit), device=unit.device)
+    nearest = torch.full(mask.shape, -math.inf, dtype=rewards.dtype, device=rewards.device)  # (B, L): best cosine to any seed
     for _ in range(1, n_personas):
-        seed_unit = unit[torch.arange(len(unit)), seeds[-1]]  # (B, K)
+        seed_unit = unit[users, seeds[-1]]  # (B, K)
         nearest = torch.maximum(nearest, torch.einsum("bk,blk->bl", seed_unit, unit))
         seeds.append(nearest.masked_fill(~mask, math.inf).argmin(dim=1))
-    seed_units = torch.stack([unit[torch.arange(len(unit)), seed] for seed in seeds], dim=1)  # (B, M, K)
+    seed_units = torch.stack([unit[users, seed] for seed in seeds], dim=1)  # (B, M, K)
     closest = (unit @ seed_units.transpose(1, 2)).argmax(dim=2)  # (B, L): first seed wins ties
     gamma = torch.nn.functional.one_hot(closest, n_personas).transpose(1, 2).to(rewards.dtype)
     return gamma * mask[:, None, :]
@@ -306,7 +307,7 @@ def em_iterates(rewards: Tensor, gram: Tensor, history: History, settings: Infer
     ones = history.mask[:, None, :].to(rewards.dtype)  # gamma = 1: the single-persona solve
     single = solve_exactly(ones)  # (B, 1, K)
     if settings.n_personas == 1:
-        yield single, torch.zeros(single.shape[:2], dtype=rewards.dtype)
+        yield single, torch.zeros(single.shape[:2], dtype=rewards.dtype, device=rewards.device)
         return
     gamma = initial_responsibilities(single[:, 0], item_rewards, history, settings.n_personas)
     coefficients = single.expand(-1, settings.n_personas, -1).contiguous()
@@ -337,24 +338,26 @@ def one_torch_thread() -> Iterator[int]:
 
 
 def infer_states(user_items: sp.csr_matrix, rewards: np.ndarray, settings: InferenceSettings,
-                 dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray]:
+                 dtype: torch.dtype = torch.float32, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Exact states of every row of `user_items` (n, n_items), non-negative weights: coefficients
     (n, M, K) and prior logits (n, M), float32 numpy. Rows with an empty history get zero
     coefficients and uniform logits (the callers decide what an empty history means).
 
-    rewards: r(i) = P e_i for the catalog (n_items, K); computed in `dtype` (float64 for tests)."""
+    rewards: r(i) = P e_i for the catalog (n_items, K); computed in `dtype` (float64 for tests) on
+    `device` (a GPU: one chunk at a time there, no thread pool)."""
     matrix = sp.csr_matrix(user_items, copy=True)
     matrix.eliminate_zeros()  # a stored zero weight is no evidence: not part of the history
-    table = torch.from_numpy(np.asarray(rewards)).to(dtype)
+    table = torch.from_numpy(np.asarray(rewards)).to(device, dtype)
     gram = table.T @ table  # (K, K)
     n, (_, n_bases) = matrix.shape[0], table.shape
-    ridge = gram + settings.regularization * torch.eye(n_bases, dtype=dtype)
+    ridge = gram + settings.regularization * torch.eye(n_bases, dtype=dtype, device=table.device)
     whitened = torch.cholesky_solve(table.T, torch.linalg.cholesky(ridge)).T  # (n_items, K): q_i = B^{-1} r_i
     short = int(KERNEL_LENGTH_PER_BASE * n_bases)  # histories this long or shorter: solved in history space
     coefficients = np.zeros((n, settings.n_personas, n_bases), np.float32)
     prior_logits = np.full((n, settings.n_personas), -math.log(settings.n_personas), np.float32)
 
     def solve(history: History) -> tuple[Tensor, Tensor]:
+        history = History(*(part.to(table.device) for part in (history.items, history.confidence, history.mask)))
         with torch.no_grad():  # thread-local: set in the worker
             in_history_space = history.items.shape[1] <= short
             for state in em_iterates(table, gram, history, settings, whitened if in_history_space else None):
@@ -362,9 +365,9 @@ def infer_states(user_items: sp.csr_matrix, rewards: np.ndarray, settings: Infer
         return state
 
     chunks = list(history_chunks(matrix, settings.alpha, dtype, split_after=short))
-    with one_torch_thread() as workers, ThreadPoolExecutor(workers) as pool:
+    with one_torch_thread() as workers, ThreadPoolExecutor(workers if table.device.type == "cpu" else 1) as pool:
         for (rows, _), (part_coefficients, part_logits) in zip(chunks, pool.map(solve, [c[1] for c in chunks])):
-            coefficients[rows], prior_logits[rows] = part_coefficients.numpy(), part_logits.numpy()
+            coefficients[rows], prior_logits[rows] = part_coefficients.cpu().numpy(), part_logits.cpu().numpy()
     return coefficients, prior_logits
 
 
