@@ -277,7 +277,8 @@ def initial_responsibilities(single: Tensor, rewards: Tensor, history: History, 
     liking = torch.einsum("bk,blk->bl", single, rewards).masked_fill(~mask, -math.inf)
     seeds = [liking.argmax(dim=1)]  # (B,)
     users = torch.arange(len(unit), device=unit.device)
-    nearest = torch.full(mask.shape, -math.inf, dtype=rewards.dtype, device=rewards.device)  # (B, L): best cosine to any seed
+    # (B, L): the best cosine of each history item to any seed so far
+    nearest = torch.full(mask.shape, -math.inf, dtype=rewards.dtype, device=rewards.device)
     for _ in range(1, n_personas):
         seed_unit = unit[users, seeds[-1]]  # (B, K)
         nearest = torch.maximum(nearest, torch.einsum("bk,blk->bl", seed_unit, unit))
