@@ -415,8 +415,8 @@ def batch_recommend_rows(catalog: PlantedCatalog, config: BatchScaleConfig, pers
     thread_note = "" if config.recommend_threads is None else f", --threads {config.recommend_threads}"
     for mode in config.recommend_explain:
         measured = ours.get(mode, {"error": ours.get("error", "not run")})
-        row = common | {"model": f"persona batch recommend job (M={persona.n_personas}, K={persona.n_bases}, "
-                                 f"--explain {mode}{thread_note})", "fit_s": fit_s, "fit_users_per_s": config.train_users / fit_s}
+        name = f"persona batch recommend job (M={persona.n_personas}, K={persona.n_bases}, --explain {mode}{thread_note})"
+        row = common | {"model": name, "fit_s": fit_s, "fit_users_per_s": config.train_users / fit_s}
         if "error" not in measured:
             measured = measured | {"recommend_ms_per_user": 1000 * measured["chunks_s"] / config.recommend_users,
                                    "speedup_vs_als": als_s / measured["chunks_s"]}

@@ -190,10 +190,6 @@ class TasteDrift:
         return np.where((counts > 0)[:, None] & (spread > 0)[:, None], mean / np.where(spread > 0, spread, 1.0)[:, None],
                         0.0)
 
-    def utilities(self, initial: np.ndarray, drift: np.ndarray, rate: float) -> np.ndarray:
-        """(c, n_items) current utilities from initial (c, n_items) and summed drift (c, d)."""
-        return self.current(initial, drift, rate)[0]
-
     def current(self, initial: np.ndarray, drift: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
         """(current utilities (c, n_items), each user's echo_chambers.taste_drift (c,)) from
         initial (c, n_items) and summed drift (c, d). The drift's Pearson correlation is computed
