@@ -2,20 +2,24 @@
 the items they label (label precision), from genres and supported user tags."""
 import numpy as np
 import polars as pl
+import pytest
 
 from recsys_pref.explain.labels import (
     MIN_LABEL_SHARE,
     PersonaDescription,
     TagIncidence,
-    catalog_tag_counts,
     item_tag_lists,
-    label,
     label_precision,
+    label_text,
     persona_label_precision,
-    top_lift_tags,
 )
 
 TAGS = [["drama"], ["drama"], ["drama", "war"], ["war"], ["comedy"], ["comedy"], ["drama"], ["comedy"]]
+
+
+def top_lift_tags(item_tags, items, n_tags=3, min_support=None):
+    """The (tag, lift) pairs of one item set."""
+    return TagIncidence.of(item_tags).top_lift_tags([items], n_tags, min_support)[0]
 
 
 def test_lift_is_share_among_items_over_share_in_catalog():
@@ -32,13 +36,18 @@ def test_tags_below_min_support_are_ignored():
     assert [tag for tag, _ in top_lift_tags(TAGS, np.array([2, 4, 5]), min_support=2)] == ["comedy"]
 
 
-def test_label_joins_the_strongest_tags():
-    assert label(TAGS, np.array([4, 5, 7])) == "comedy"
+def test_equal_lifts_are_ordered_by_tag_name():
+    tags = [["b"], ["a"], ["a", "b"], ["c"]]
+    assert [tag for tag, _ in top_lift_tags(tags, np.array([2, 0, 1]))] == ["a", "b"]  # both (2/3) / (2/4)
+
+
+def test_label_joins_the_tags_or_says_there_is_none():
+    assert label_text(["Film-Noir", "Mystery"]) == "Film-Noir & Mystery"
+    assert label_text([]) == "–"
 
 
 def test_no_items_gives_no_tags():
     assert top_lift_tags(TAGS, np.array([], dtype=int)) == []
-    assert label(TAGS, np.array([], dtype=int)) == "–"
 
 
 def test_default_support_is_a_quarter_of_the_items():
@@ -83,11 +92,12 @@ def test_bookkeeping_and_verdict_tags_are_never_labels():
     assert item_tag_lists(items, min_tag_items=1)[0] == ["Drama", "noir"]
 
 
-def test_tag_incidence_finds_the_same_top_lift_tags_as_one_set_at_a_time():
-    rng = np.random.default_rng(0)
-    vocabulary = [f"tag-{index}" for index in range(12)]
-    item_tags = [list(rng.choice(vocabulary, size=rng.integers(0, 4), replace=False)) for _ in range(300)]
-    sets = np.stack([rng.choice(300, size=20, replace=False) for _ in range(50)])  # (50, 20) distinct items each
-    catalog = catalog_tag_counts(item_tags)
-    expected = [[tag for tag, _ in top_lift_tags(item_tags, row, 2, catalog=catalog)] for row in sets]
-    assert TagIncidence.of(item_tags).top_lift_tags(sets, 2) == expected
+def test_each_set_of_a_batch_gets_its_own_top_lift_tags():
+    sets = np.array([[2, 3], [4, 5], [0, 1]])
+    assert TagIncidence.of(TAGS).top_lift_tags(sets, 3) == [
+        [("war", (2 / 2) / (2 / 8))], [("comedy", (2 / 2) / (3 / 8))], [("drama", (2 / 2) / (4 / 8))]]
+
+
+def test_item_sets_must_be_a_matrix():
+    with pytest.raises(ValueError, match="sets, items per set"):
+        TagIncidence.of(TAGS).top_lift_tags(np.array([2, 3]), 3)

@@ -8,7 +8,6 @@ on a split's test users.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,7 +23,6 @@ from recsys_pref.explain.labels import (
     TagIncidence,
     PersonaDescription,
     base_labels,
-    catalog_tag_counts,
     describe_personas,
     eligible_items,
     item_tag_lists,
@@ -48,12 +46,10 @@ class Explainer:
     vocabulary: SummaryVocabulary | None = None
     persona_tops: Callable[[PersonaState, int], np.ndarray] | None = None
     _bases: list[BaseLabel] | None = field(default=None, init=False, repr=False)
-    _tag_counts: Counter[str] = field(init=False, repr=False)
     _tag_incidence: TagIncidence = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._tag_counts = catalog_tag_counts(self.item_tags)  # once: every label's lift divides by it
-        self._tag_incidence = TagIncidence.of(self.item_tags)  # once: personas' tags counted in one product
+        self._tag_incidence = TagIncidence.of(self.item_tags)  # once: every label's tags counted in one product
 
     @classmethod
     def for_items(cls, scorer: PersonaScorer, items: pl.DataFrame, training: sp.spmatrix) -> "Explainer":
@@ -67,7 +63,7 @@ class Explainer:
     def bases(self) -> list[BaseLabel]:
         """A label per shared base (computed on first use)."""
         if self._bases is None:
-            self._bases = base_labels(self.scorer, self.item_tags, self.eligible, catalog=self._tag_counts)
+            self._bases = base_labels(self.scorer, self.item_tags, self.eligible, tags=self._tag_incidence)
         return self._bases
 
     def describe(self, state: PersonaState) -> list[list[PersonaDescription]]:

@@ -46,42 +46,19 @@ TAG_STOP_LIST = frozenset({
 MIN_TAG_ITEMS = 5  # user tags carried by fewer catalog items are too rare to name a taste
 MIN_LABEL_SHARE = 0.25  # each tag of a label is carried by at least this share of the labelled items
 TOP_ITEMS = 50  # items that define a base's or a persona's label
+LABEL_TAGS = 2  # tags joined into a label ("Film-Noir & Mystery")
+BASE_TAGS = 3  # tags, with their lifts, kept with a base's label (BaseLabel.tags)
 DESCRIBE_BATCH = 256  # users whose personas are ranked at once (memory: batch x M x n_items floats)
-
-
-def catalog_tag_counts(item_tags: Sequence[Sequence[str]]) -> Counter[str]:
-    """How many items of the catalog carry each tag (the denominator of every lift)."""
-    return Counter(tag for tags in item_tags for tag in set(tags))
-
-
-def top_lift_tags(
-    item_tags: Sequence[Sequence[str]], items: np.ndarray, n_tags: int = 3, min_support: int | None = None,
-    catalog: Counter[str] | None = None,
-) -> list[tuple[str, float]]:
-    """The `n_tags` (tag, lift) pairs with the highest lift among `items` (indices into
-    item_tags); `catalog`: catalog_tag_counts(item_tags), computed here when not given."""
-    items = np.asarray(items, dtype=np.int64)
-    if items.size == 0:
-        return []
-    catalog = catalog_tag_counts(item_tags) if catalog is None else catalog
-    chosen = Counter(tag for item in items for tag in set(item_tags[item]))
-    n_catalog, n_chosen = len(item_tags), len(items)
-    if min_support is None:
-        min_support = max(2, int(np.ceil(MIN_LABEL_SHARE * n_chosen)))
-    lifts = [
-        (tag, (count / n_chosen) / (catalog[tag] / n_catalog))
-        for tag, count in chosen.items()
-        if count >= min(min_support, n_chosen)
-    ]
-    return sorted(lifts, key=lambda pair: (-pair[1], pair[0]))[:n_tags]
 
 
 @dataclass(frozen=True)
 class TagIncidence:
-    """Which item carries which tag, to find the top-lift tags of many item sets at once.
+    """Which item carries which tag; `top_lift_tags` applies the lift rule (module docstring)
+    to many item sets at once. Build it once per catalog (`of`) and reuse it.
 
-    names: the tags, sorted (the order top_lift_tags breaks equal lifts by); matrix: (n_items,
-    T) CSR, 1 where the item carries the tag; catalog: (T,) items carrying each tag."""
+    names: the tags, sorted (the order equal lifts are broken by); matrix: (n_items, T) CSR, 1
+    where the item carries the tag; catalog: (T,) items carrying each tag (every lift's
+    denominator)."""
 
     names: list[str]
     matrix: sp.csr_matrix
@@ -96,38 +73,45 @@ class TagIncidence:
         matrix = sp.csr_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(item_tags), len(names)))
         return cls(names, matrix, np.asarray(matrix.sum(axis=0)).ravel())
 
-    def top_lift_tags(self, item_sets: np.ndarray, n_tags: int) -> list[list[str]]:
-        """For each row of `item_sets` (R, N), distinct item indices, the tags of
-        top_lift_tags(item_tags, row, n_tags) (same lifts, same support rule, same order),
-        counted for all rows in one sparse product."""
+    def top_lift_tags(
+        self, item_sets: np.ndarray, n_tags: int, min_support: int | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        """For each row of `item_sets` (R, N), item indices, the `n_tags` (tag, lift) pairs with
+        the highest lift among its items, highest first (equal lifts by tag name), counted for
+        all rows in one sparse product. A tag carried by fewer than `min_support` of a row's
+        items is left out (default: MIN_LABEL_SHARE of N, at least 2; never more than N)."""
+        item_sets = np.asarray(item_sets, dtype=np.int64)
+        if item_sets.ndim != 2:
+            raise ValueError(f"item_sets must be (sets, items per set), got shape {item_sets.shape}")
         n_sets, n_chosen = item_sets.shape
-        tags: list[list[str]] = [[] for _ in range(n_sets)]
+        tags: list[list[tuple[str, float]]] = [[] for _ in range(n_sets)]
         if n_chosen == 0:
             return tags
+        if min_support is None:
+            min_support = max(2, int(np.ceil(MIN_LABEL_SHARE * n_chosen)))
         selector = sp.csr_matrix((np.ones(item_sets.size), (np.repeat(np.arange(n_sets), n_chosen), item_sets.ravel())),
                                  shape=(n_sets, self.matrix.shape[0]))
         counts = (selector @ self.matrix).tocoo()  # (R, T): how many of each set's items carry each tag
-        support = min(max(2, int(np.ceil(MIN_LABEL_SHARE * n_chosen))), n_chosen)
-        kept = counts.data >= support
+        kept = counts.data >= min(min_support, n_chosen)
         rows, columns, count = counts.row[kept], counts.col[kept], counts.data[kept]
         lifts = (count / n_chosen) / (self.catalog[columns] / self.matrix.shape[0])
         order = np.lexsort((columns, -lifts, rows))  # per set: highest lift first, then the tag's name
-        rows, columns = rows[order], columns[order]
-        rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
-        for row, column in zip(rows[rank < n_tags].tolist(), columns[rank < n_tags].tolist()):
-            tags[row].append(self.names[column])
+        rows, columns, lifts = rows[order], columns[order], lifts[order]
+        rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")  # place within its set
+        first = rank < n_tags
+        for row, column, lift in zip(rows[first].tolist(), columns[first].tolist(), lifts[first].tolist()):
+            tags[row].append((self.names[column], lift))
         return tags
-
-
-def label(item_tags: Sequence[Sequence[str]], items: np.ndarray, n_tags: int = 2,
-          catalog: Counter[str] | None = None) -> str:
-    """A short label such as "Film-Noir & Mystery" ("–" when no tag has support)."""
-    return label_text(tag for tag, _ in top_lift_tags(item_tags, items, n_tags, catalog=catalog))
 
 
 def label_text(tags: Iterable[str]) -> str:
     """Tags joined as a label, "A & B" ("–" for none)."""
     return " & ".join(tags) or NO_LABEL
+
+
+def _label(lifts: Sequence[tuple[str, float]]) -> str:
+    """The label of an item set from its top-lift (tag, lift) pairs, best first."""
+    return label_text(tag for tag, _ in lifts[:LABEL_TAGS])
 
 
 def label_precision(item_tags: Sequence[Sequence[str]], items: np.ndarray, tags: Sequence[str]) -> float:
@@ -206,19 +190,21 @@ class BaseLabel:
 
 def base_labels(
     scorer: PersonaScorer, item_tags: Sequence[Sequence[str]], eligible: np.ndarray,
-    n_top: int = TOP_ITEMS, n_exemplars: int = 5, catalog: Counter[str] | None = None,
+    n_top: int = TOP_ITEMS, n_exemplars: int = 5, tags: TagIncidence | None = None,
 ) -> list[BaseLabel]:
-    """A label for each of the K bases (see the module docstring); `catalog`:
-    catalog_tag_counts(item_tags), computed here when not given."""
+    """A label for each of the K bases (see the module docstring); `tags`:
+    TagIncidence.of(item_tags), built here when not given; the tags of both poles of every
+    base are counted in one product."""
     if len(item_tags) != len(eligible):
         raise ValueError(f"{len(item_tags)} items have tags but the eligibility mask covers {len(eligible)}")
     rewards = scorer.shared.rewards.T  # (K, n_items)
-    top, bottom = _top(rewards, eligible, n_top), _top(-rewards, eligible, n_top)
-    catalog = catalog_tag_counts(item_tags) if catalog is None else catalog
+    n_bases = rewards.shape[0]
+    top, bottom = _top(rewards, eligible, n_top), _top(-rewards, eligible, n_top)  # (K, n_top) each
+    tags = TagIncidence.of(item_tags) if tags is None else tags
+    lifts = tags.top_lift_tags(np.concatenate([top, bottom]), BASE_TAGS)  # 2K lists: the top poles, then the bottom
     return [
-        BaseLabel(k, label(item_tags, top[k], catalog=catalog), top_lift_tags(item_tags, top[k], catalog=catalog),
-                  top[k, :n_exemplars].tolist(), label(item_tags, bottom[k], catalog=catalog))
-        for k in range(rewards.shape[0])
+        BaseLabel(k, _label(lifts[k]), lifts[k], top[k, :n_exemplars].tolist(), _label(lifts[n_bases + k]))
+        for k in range(n_bases)
     ]
 
 
@@ -250,7 +236,7 @@ def describe_personas(
     """Per user in `state`, a description of each persona (see the module docstring);
     `bases` (from base_labels) adds the strongest bases' labels; `tags`:
     TagIncidence.of(item_tags), built here when not given (serving builds it once), counts the
-    tags of every persona's top items in one product (top_lift_tags' rule);
+    tags of every persona's top items in one product;
     `top_items` (n, M, n_top): each persona's top eligible items by rho_um(i) + b_i, best
     first, when the caller ranked them without scoring the whole catalog (the pipeline:
     retrieval.norm_order.PersonaTopItems, the same items); None ranks them here. This is the one
@@ -265,7 +251,8 @@ def describe_personas(
             for block in (slice(start, start + DESCRIBE_BATCH) for start in range(0, n_users, DESCRIBE_BATCH))
         ]) if n_users else np.zeros((0, n_personas, 0), np.int64)
     tags = TagIncidence.of(item_tags) if tags is None else tags
-    persona_tags = tags.top_lift_tags(top_items.reshape(n_users * n_personas, -1), 2)  # (n * M) lists
+    persona_tags = [[tag for tag, _ in lifts]  # (n * M) lists
+                    for lifts in tags.top_lift_tags(top_items.reshape(n_users * n_personas, -1), LABEL_TAGS)]
     strongest = np.argsort(-np.abs(strengths), axis=2, kind="stable")[:, :, :n_bases]  # (n, M, n_bases)
     described = []
     for user in range(n_users):
