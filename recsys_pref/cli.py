@@ -143,29 +143,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_users(path: Path) -> list:
-    """User ids from a CSV/Parquet file with a user_id column, or a text file with one id per line."""
-    import polars as pl
-
-    if not path.is_file():
-        raise FileNotFoundError(f"no users file at {path}")
-    if path.suffix == ".parquet":
-        frame = pl.read_parquet(path)
-    elif path.suffix in (".csv", ".tsv"):
-        frame = pl.read_csv(path, separator="\t" if path.suffix == ".tsv" else ",")
-    else:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        frame = pl.DataFrame({"user_id": lines})
-    if "user_id" not in frame.columns:
-        raise ValueError(f"{path} needs a user_id column; it has {frame.columns}")
-    return frame["user_id"].to_list()
-
-
 def _cmd_recommend(args: argparse.Namespace) -> int:
+    from recsys_pref.batch.recommend import read_user_ids
     from recsys_pref.pipeline import PersonaPipeline
 
     pipeline = PersonaPipeline.load(args.model)
-    users = _read_users(args.users)
+    users = read_user_ids(args.users)
     users = [_as_known_type(user, pipeline) for user in users]
     safeguards = None
     if args.safeguards is not None:

@@ -191,6 +191,7 @@ def test_demo_refuses_a_missing_data_dir(tmp_path, capsys):
 SERVING = {
     "missing model": (["recommend", "--model", "{tmp}/none", "--users", "{ws}/users.txt"], "no model artifact"),
     "missing users file": (["recommend", "--model", "{ws}/model", "--users", "{tmp}/u.txt"], "no users file"),
+    "empty users file": (["recommend", "--model", "{ws}/model", "--users", "{tmp}/empty.txt"], "lists no user"),
     "users file without user_id": (["recommend", "--model", "{ws}/model", "--users", "{ws}/no_user_col.csv"],
                                    "needs a user_id column"),
     "unknown user": (["recommend", "--model", "{ws}/model", "--users", "{tmp}/unknown.txt"], "no history for user(s) 123456"),
@@ -211,6 +212,7 @@ def test_serving_errors_name_the_problem_and_leave_the_artifact_as_it_was(case, 
     argv, message = SERVING[case]
     _write(tmp_path / "unknown.txt", "123456\n")
     _write(tmp_path / "text.txt", "alice\n")
+    _write(tmp_path / "empty.txt", "\n")
     before = _tree_hash(workspace / "model")
     code, out, err = _run([part.format(tmp=tmp_path, ws=workspace) for part in argv], capsys)
     _assert_refused(code, out, err, message)
@@ -493,6 +495,14 @@ def test_recommend_writes_the_format_its_out_suffix_names(suffix, workspace, tmp
     read = {".json": pl.read_json, ".csv": pl.read_csv, ".parquet": pl.read_parquet}[suffix]
     frame = read(out)
     assert frame.height == 20 and frame["user_id"].to_list()[:1] == [0]
+
+
+def test_recommend_reads_the_integer_ids_of_a_csv_users_file(workspace, tmp_path, capsys):
+    users = _write(tmp_path / "users.csv", "user_id,note\n1,a\n0,b\n")
+    code, _, _ = _run(["recommend", "--model", str(workspace / "model"), "--users", users, "--out",
+                       str(tmp_path / "r.parquet")], capsys)
+    assert code == 0
+    assert pl.read_parquet(tmp_path / "r.parquet")["user_id"].unique(maintain_order=True).to_list() == [1, 0]
 
 
 def test_recommend_k_far_above_the_catalog_is_capped(workspace, tmp_path, capsys):

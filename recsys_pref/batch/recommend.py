@@ -36,7 +36,9 @@ class UnknownUsers(ValueError):
 
 def read_user_ids(path: Path) -> list[str]:
     """User ids as text from a Parquet/CSV/TSV file with a user_id column, or a text file with
-    one id per line (blank lines skipped)."""
+    one id per line (blank lines skipped); ValueError naming the file when it has no user_id
+    column, an empty user_id or no user at all. The users file of `batch recommend` and of
+    `recsys-pref recommend`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no users file at {path}")
@@ -52,6 +54,8 @@ def read_user_ids(path: Path) -> list[str]:
         raise ValueError(f"{path} needs a user_id column; it has {frame.columns}")
     if frame["user_id"].null_count():
         raise ValueError(f"{path}: user_id has empty values")
+    if frame.is_empty():
+        raise ValueError(f"{path} lists no user")
     return frame["user_id"].cast(pl.String).to_list()
 
 
@@ -69,8 +73,6 @@ def missing_from_store(store: ProfileStore, users: list[str]) -> list[str]:
 
 def file_chunks(store: ProfileStore, users: list[str], chunk_users: int) -> list[dict[str, Any]]:
     """Chunks of a users file's ids (carried in each chunk); UnknownUsers if any has no profile."""
-    if not users:
-        raise ValueError("the users file lists no user")
     duplicated = pl.Series(users).is_duplicated()
     if duplicated.any():
         raise ValueError(f"the users file repeats user(s) {sorted(set(pl.Series(users).filter(duplicated)))[:5]}")
