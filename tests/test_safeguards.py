@@ -13,7 +13,7 @@ from recsys_pref.cli import main
 from recsys_pref.data import make_synthetic
 from recsys_pref.evaluation.beyond_accuracy import item_category_matrix
 from recsys_pref.core.ranking import top_k
-from recsys_pref.models.persona import PersonaRecommender, PersonaState
+from recsys_pref.models.persona import PersonaRecommender
 from recsys_pref.pipeline import PersonaPipeline
 from recsys_pref.safeguards import SafeguardsConfig, load_safeguards
 from recsys_pref.evaluation.audit import homogenization_vs_ideal, persona_entropy
@@ -76,33 +76,6 @@ def test_calibration_lowers_the_genre_kl_of_slates(builder, model, dataset, simu
                                                                       calibrate_over=("genres",))).items
     assert calibration_kl(calibrated, simulation.item_genres, histories, 10) < \
         calibration_kl(plain, simulation.item_genres, histories, 10)
-
-
-def test_history_persona_mix_is_the_mean_attention_over_each_users_history(builder, model, simulation):
-    histories = simulation.histories[:3]
-    state = model.fold_in(histories)
-    mix = builder.history_persona_mix(state, histories)
-    for user in range(3):
-        items = histories[user].indices
-        one_user = PersonaState(state.coefficients[user:user + 1], state.prior_logits[user:user + 1])
-        attention = builder.scorer.terms(one_user, items[None, :]).attention[0]  # (M, L)
-        np.testing.assert_allclose(mix[user], attention.mean(axis=1), rtol=1e-5)
-
-
-def test_calibrating_personas_to_the_history_tracks_the_history_mix_more_closely(builder, model, simulation):
-    from recsys_pref.safeguards.calibration import smoothed_kl
-
-    histories = simulation.histories
-    state = model.fold_in(histories)
-    target = builder.history_persona_mix(state, histories)
-
-    def distance_from_history(persona_target: str) -> float:
-        config = SafeguardsConfig(calibration_lambda=0.9, calibrate_over=("personas",), persona_target=persona_target)
-        slate = builder.build(state, histories, 10, config).items
-        slate_mix = builder.scorer.terms(state, slate).attention.mean(axis=2)  # (n, M)
-        return float(smoothed_kl(target, slate_mix).mean())
-
-    assert distance_from_history("history") < distance_from_history("recommendations")
 
 
 def test_persona_entropy_is_one_for_an_even_mix_and_zero_for_one_persona():

@@ -16,7 +16,6 @@ from recsys_pref.config import CONF_DIR
 from recsys_pref.models.state_bounds import StateBounds
 
 CATEGORY_SYSTEMS = ("personas", "bases", "genres")
-PERSONA_TARGETS = ("recommendations", "history")
 PRESETS = ("off", "calibrated", "shrinkage", "exploration", "all")
 #: The state bounds of the "shrinkage" and "all" presets (and of the bench's bounded variants).
 BOUNDED_STATES = {"shrinkage": 0.2, "min_persona_entropy": 0.5, "min_base_entropy": 0.5}
@@ -31,10 +30,6 @@ class SafeguardsConfig:
     calibrate_over: category systems whose mixes the slate tracks, any of "personas", "bases",
         "genres" ("genres" is skipped when items have none).
     calibration_alpha: alpha of the smoothed KL (Steck: 0.01).
-    persona_target: the persona mix a slate calibrated over "personas" tracks: "recommendations"
-        (the explanation layer's mix, explain.summary.persona_mix, over the user's top candidates)
-        or "history" (the mean attention over the items the user has consumed, as Steck's
-        p(c|u) is for the other systems; this one resists narrowing onto one persona).
     candidates: size of each user's pool (top by score) that re-ranking and exploration pick from.
     shrinkage, min_persona_entropy, min_base_entropy: bounds on the folded-in state
         (models.state_bounds.StateBounds), applied on top of any the model was trained with;
@@ -51,7 +46,6 @@ class SafeguardsConfig:
     calibration_lambda: float = 0.0
     calibrate_over: tuple[str, ...] = ("personas", "genres")
     calibration_alpha: float = 0.01
-    persona_target: str = "recommendations"
     candidates: int = 100
     shrinkage: float = 0.0
     min_persona_entropy: float = 0.0
@@ -69,8 +63,6 @@ class SafeguardsConfig:
         for name in ("calibration_lambda", "exploration_share", "exploration_base_share", "exposure_penalty"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.persona_target not in PERSONA_TARGETS:
-            problems.append(f"persona_target must be one of {', '.join(PERSONA_TARGETS)}, got {self.persona_target!r}")
         if not 0.0 < self.calibration_alpha <= 1.0:
             problems.append(f"calibration_alpha must lie in (0, 1], got {self.calibration_alpha}")
         if self.candidates < 1:

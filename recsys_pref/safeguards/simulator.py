@@ -378,7 +378,11 @@ class _Loop:
 
     def _history_persona_entropy(self, state, histories: sp.csr_matrix) -> np.ndarray:
         """(c,) entropy (nats) of each user's mean attention over their history's items."""
-        return mix_entropy(self.builder.history_persona_mix(state, histories))
+        items = padded_rows(histories)
+        attention = self.builder.scorer.terms(state, np.maximum(items, 0)).attention  # (c, M, L)
+        valid = items >= 0
+        mix = (attention * valid[:, None, :]).sum(axis=2) / np.maximum(valid.sum(axis=1), 1)[:, None]
+        return mix_entropy(mix)
 
     def _population(self, genres: np.ndarray | None) -> dict[str, float]:
         """Narrowing, polarization and effective clusters over the whole population."""
@@ -405,6 +409,16 @@ class _Loop:
         if retrain is not None and every and (t + 1) % every == 0:
             self.builder = self.builder.with_model(retrain(self.histories))
         self.builder = self.builder.with_exposure(exposure)
+
+
+def padded_rows(matrix: sp.csr_matrix) -> np.ndarray:
+    """(n, max row length) the column indices of each row of a CSR matrix, -1 padded."""
+    lengths = np.diff(matrix.indptr)
+    items = np.full((matrix.shape[0], max(int(lengths.max(initial=0)), 1)), -1, np.int64)
+    rows = np.repeat(np.arange(matrix.shape[0]), lengths)
+    positions = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], lengths)
+    items[rows, positions] = matrix.indices
+    return items
 
 
 def consume(slate: np.ndarray, utilities: np.ndarray, rng: np.random.Generator,

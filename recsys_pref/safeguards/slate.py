@@ -152,16 +152,6 @@ class SlateBuilder:
         """Each user's top `size` items by score over the whole catalog (ids, scores)."""
         return top_k(self.scorer.scores(state, control=control), size, exclude=exclude, banned_items=banned_items)
 
-    def history_persona_mix(self, state: PersonaState, histories: sp.spmatrix,
-                            control: ControlWeights | None = None) -> np.ndarray:
-        """(n, M) each user's persona mix over what they have consumed: the mean attention
-        alpha_um(i) of their personas over their history's items (Steck's p(c|u) with personas
-        as the categories). A user with an empty history gets zeros."""
-        items = padded_rows(sp.csr_matrix(histories))
-        attention = self.scorer.terms(state, np.maximum(items, 0), control).attention  # (n, M, L)
-        valid = items >= 0
-        return (attention * valid[:, None, :]).sum(axis=2) / np.maximum(valid.sum(axis=1), 1)[:, None]
-
     def _exposure_penalised(self, pool: tuple[np.ndarray, np.ndarray], penalty: float
                             ) -> tuple[np.ndarray, np.ndarray]:
         """The pool re-ordered by relevance - penalty * exposure: relevance is the score min-max
@@ -192,8 +182,7 @@ class SlateBuilder:
         mixes, targets = [], []
         if "personas" in config.calibrate_over:
             terms = self.scorer.terms(state, safe_pool, control)  # the pool is each user's top items
-            targets.append(persona_mix(terms) if config.persona_target == "recommendations"
-                           else self.history_persona_mix(state, histories, control))  # (n, M)
+            targets.append(persona_mix(terms))  # (n, M)
             mixes.append(terms.attention.transpose(0, 2, 1))
         for system, distributions in (("bases", self.item_bases), ("genres", self.item_genres)):
             if system in config.calibrate_over and distributions is not None:
@@ -204,16 +193,6 @@ class SlateBuilder:
         positions = calibrated_rerank(relevance, np.concatenate(mixes, axis=2), np.concatenate(targets, axis=1), k,
                                       config.calibration_lambda, config.calibration_alpha)
         return np.where(positions >= 0, np.take_along_axis(ids, np.maximum(positions, 0), axis=1), -1)
-
-
-def padded_rows(matrix: sp.csr_matrix) -> np.ndarray:
-    """(n, max row length) the column indices of each row of a CSR matrix, -1 padded."""
-    lengths = np.diff(matrix.indptr)
-    items = np.full((matrix.shape[0], max(int(lengths.max(initial=0)), 1)), -1, np.int64)
-    rows = np.repeat(np.arange(matrix.shape[0]), lengths)
-    positions = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], lengths)
-    items[rows, positions] = matrix.indices
-    return items
 
 
 def _as_matrix(items: np.ndarray, n_items: int) -> sp.csr_matrix:
