@@ -194,6 +194,7 @@ def test_the_exposure_penalty_without_exposure_is_a_clear_error(simulation):
     ({"exposure_penalty": 1.5}, "exposure_penalty must lie in"),
     ({"calibration_lambda": -0.1}, "calibration_lambda must lie in"),
     ({"calibrate_over": ["moods"]}, "unknown system"),
+    ({"calibrated_order": "random"}, "calibrated_order must be one of"),
     ({"calibration_lambda": 0.3, "calibrate_over": []}, "cannot be combined"),
     ({"exploration_share": 1.0, "exposure_penalty": 0.1}, "cannot be combined"),
     ({"lambda": 0.3}, "unknown safeguards setting"),

@@ -78,6 +78,17 @@ def test_calibration_lowers_the_genre_kl_of_slates(builder, model, dataset, simu
         calibration_kl(plain, simulation.item_genres, histories, 10)
 
 
+def test_relevance_order_ranks_the_greedy_calibrated_set_by_score(builder, model, simulation):
+    histories = simulation.histories
+    state = model.fold_in(histories)
+    greedy = SafeguardsConfig(calibration_lambda=0.9, calibrate_over=("genres",))
+    by_greedy = builder.build(state, histories, 10, greedy)
+    by_relevance = builder.build(state, histories, 10, replace(greedy, calibrated_order="relevance"))
+    assert [set(row) for row in by_relevance.items.tolist()] == [set(row) for row in by_greedy.items.tolist()]
+    assert (np.diff(by_relevance.scores, axis=1) <= 0).all()
+    assert (np.diff(by_greedy.scores, axis=1) > 0).any()  # the greedy order is not already the score order
+
+
 def test_persona_entropy_is_one_for_an_even_mix_and_zero_for_one_persona():
     even = np.full((1, 2, 4), 0.5)
     single = np.stack([np.ones((1, 4)), np.zeros((1, 4))], axis=1)

@@ -229,9 +229,10 @@ def _refit_on(train: sp.csr_matrix, model_config: PersonaConfig, refit_users: in
     return refit
 
 
-SWEEP_COLUMNS = ["safeguards", "calibration_lambda", "calibrate_over", "candidates", "exposure_penalty",
-                 "exploration_share", "bounded", "ndcg@10", "ndcg_cost", "calibration_kl", "calibration_kl_ratio",
-                 "chaney_homogenization", "chaney_population_homogenization", "gini", "coverage"]
+SWEEP_COLUMNS = ["safeguards", "calibration_lambda", "calibrate_over", "calibrated_order", "candidates",
+                 "exposure_penalty", "exploration_share", "bounded", "ndcg@10", "ndcg_cost", "calibration_kl",
+                 "calibration_kl_ratio", "chaney_homogenization", "chaney_population_homogenization",
+                 "persona_narrowing", "gini", "coverage"]
 
 
 def sweep_variants(lambdas: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4),
@@ -267,7 +268,8 @@ def run_safeguards_sweep(dataset: InteractionDataset, config: SafeguardsBenchCon
     for name, safeguards in variants.items():
         row = final[name]
         rows.append({"safeguards": name, "calibration_lambda": safeguards.calibration_lambda,
-                     "calibrate_over": "+".join(safeguards.calibrate_over), "candidates": safeguards.candidates,
+                     "calibrate_over": "+".join(safeguards.calibrate_over),
+                     "calibrated_order": safeguards.calibrated_order, "candidates": safeguards.candidates,
                      "exposure_penalty": safeguards.exposure_penalty,
                      "exploration_share": safeguards.exploration_share, "bounded": safeguards.state_bounds.active,
                      **{metric: row[metric] for metric in METRICS},

@@ -16,6 +16,7 @@ from recsys_pref.config import CONF_DIR
 from recsys_pref.models.state_bounds import StateBounds
 
 CATEGORY_SYSTEMS = ("personas", "bases", "genres")
+CALIBRATED_ORDERS = ("greedy", "relevance")
 PRESETS = ("off", "calibrated", "shrinkage", "exploration", "all")
 #: The state bounds of the "shrinkage" and "all" presets (and of the bench's bounded variants).
 BOUNDED_STATES = {"shrinkage": 0.2, "min_persona_entropy": 0.5, "min_base_entropy": 0.5}
@@ -30,6 +31,9 @@ class SafeguardsConfig:
     calibrate_over: category systems whose mixes the slate tracks, any of "personas", "bases",
         "genres" ("genres" is skipped when items have none).
     calibration_alpha: alpha of the smoothed KL (Steck: 0.01).
+    calibrated_order: how the calibrated slate is ranked: "greedy" (the order Steck's greedy
+        filled the slots in, his presentation) or "relevance" (the chosen items by the relevance
+        the re-ranker used; the slate's mix, hence its KL, is a property of the set and stays).
     candidates: size of each user's pool (top by score) that re-ranking and exploration pick from.
     shrinkage, min_persona_entropy, min_base_entropy: bounds on the folded-in state
         (models.state_bounds.StateBounds), applied on top of any the model was trained with;
@@ -46,6 +50,7 @@ class SafeguardsConfig:
     calibration_lambda: float = 0.0
     calibrate_over: tuple[str, ...] = ("personas", "genres")
     calibration_alpha: float = 0.01
+    calibrated_order: str = "greedy"
     candidates: int = 100
     shrinkage: float = 0.0
     min_persona_entropy: float = 0.0
@@ -63,6 +68,9 @@ class SafeguardsConfig:
         for name in ("calibration_lambda", "exploration_share", "exploration_base_share", "exposure_penalty"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.calibrated_order not in CALIBRATED_ORDERS:
+            problems.append(f"calibrated_order must be one of {', '.join(CALIBRATED_ORDERS)}, "
+                            f"got {self.calibrated_order!r}")
         if not 0.0 < self.calibration_alpha <= 1.0:
             problems.append(f"calibration_alpha must lie in (0, 1], got {self.calibration_alpha}")
         if self.candidates < 1:

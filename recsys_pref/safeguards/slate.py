@@ -191,7 +191,10 @@ class SlateBuilder:
         if not mixes:
             raise ValueError(f"no category system to calibrate over among {config.calibrate_over}")
         positions = calibrated_rerank(relevance, np.concatenate(mixes, axis=2), np.concatenate(targets, axis=1), k,
-                                      config.calibration_lambda, config.calibration_alpha)
+                                      config.calibration_lambda, config.calibration_alpha)  # (n, k), -1 padded
+        if config.calibrated_order == "relevance":
+            chosen = np.where(positions >= 0, np.take_along_axis(relevance, np.maximum(positions, 0), axis=1), -np.inf)
+            positions = np.take_along_axis(positions, np.argsort(-chosen, axis=1, kind="stable"), axis=1)
         return np.where(positions >= 0, np.take_along_axis(ids, np.maximum(positions, 0), axis=1), -1)
 
 
