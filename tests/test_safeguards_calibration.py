@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recsys_pref.safeguards import calibration
 from recsys_pref.safeguards.calibration import (
     base_distributions,
     calibrated_rerank,
@@ -50,6 +51,18 @@ def test_lambda_zero_gives_the_relevance_ranking():
     mix = rng.dirichlet(np.ones(4), (5, 30))
     slate = calibrated_rerank(relevance, mix, rng.dirichlet(np.ones(4), 5), 10, 0.0)
     np.testing.assert_array_equal(slate, np.argsort(-relevance, axis=1)[:, :10])
+
+
+def test_many_users_are_split_over_threads_with_the_same_slates(monkeypatch):
+    rng = np.random.default_rng(1)
+    n_users = 50
+    relevance, mix = rng.random((n_users, 30)), rng.dirichlet(np.ones(4), (n_users, 30))
+    relevance[3, :5] = -np.inf
+    target = rng.dirichlet(np.ones(4), n_users)
+    whole = calibrated_rerank(relevance, mix, target, 10, 0.6)
+    monkeypatch.setattr(calibration, "BLOCK_USERS", 7)
+    monkeypatch.setattr(calibration.os, "sched_getaffinity", lambda pid: {0, 1, 2})  # three blocks
+    np.testing.assert_array_equal(calibrated_rerank(relevance, mix, target, 10, 0.6), whole)
 
 
 def test_lambda_one_reproduces_an_attainable_mix():

@@ -22,10 +22,14 @@ Category systems (each row a distribution; builders below):
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.sparse as sp
 
 DEFAULT_ALPHA = 0.01
+BLOCK_USERS = 4096  # users per thread of the greedy: smaller calls are not worth a thread
 
 
 def smoothed_kl(target: np.ndarray, mix: np.ndarray, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
@@ -77,6 +81,20 @@ def calibrated_rerank(
         raise ValueError(f"k must be >= 1, got {k}")
     if not 0.0 < alpha <= 1.0:
         raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
+    workers = min(len(os.sched_getaffinity(0)), max(1, n // BLOCK_USERS))
+    if workers == 1:
+        return _greedy_slates(relevance, item_mix, target, k, lam, alpha)
+    blocks = np.array_split(np.arange(n), workers)  # users are independent: the same slates in any split
+    with ThreadPoolExecutor(workers) as pool:  # numpy's loops release the GIL, so blocks use every core
+        parts = pool.map(lambda rows: _greedy_slates(relevance[rows], item_mix[rows], target[rows], k, lam, alpha),
+                         blocks)
+        return np.concatenate(list(parts))
+
+
+def _greedy_slates(relevance: np.ndarray, item_mix: np.ndarray, target: np.ndarray, k: int, lam: float,
+                   alpha: float) -> np.ndarray:
+    """calibrated_rerank's greedy for one block of users (its arguments, already checked)."""
+    n, n_candidates = relevance.shape
     usable = np.isfinite(relevance)
     gains = np.where(usable, relevance, 0.0)
     mix_sum = np.zeros(target.shape)
