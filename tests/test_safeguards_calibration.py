@@ -61,7 +61,7 @@ def test_many_users_are_split_over_threads_with_the_same_slates(monkeypatch):
     target = rng.dirichlet(np.ones(4), n_users)
     whole = calibrated_rerank(relevance, mix, target, 10, 0.6)
     monkeypatch.setattr(calibration, "BLOCK_USERS", 7)
-    monkeypatch.setattr(calibration.os, "sched_getaffinity", lambda pid: {0, 1, 2})  # three blocks
+    monkeypatch.setattr(calibration, "usable_cores", lambda: 3)  # three blocks
     np.testing.assert_array_equal(calibrated_rerank(relevance, mix, target, 10, 0.6), whole)
 
 

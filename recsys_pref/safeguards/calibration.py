@@ -81,7 +81,7 @@ def calibrated_rerank(
         raise ValueError(f"k must be >= 1, got {k}")
     if not 0.0 < alpha <= 1.0:
         raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
-    workers = min(len(os.sched_getaffinity(0)), max(1, n // BLOCK_USERS))
+    workers = min(usable_cores(), max(1, n // BLOCK_USERS))
     if workers == 1:
         return _greedy_slates(relevance, item_mix, target, k, lam, alpha)
     blocks = np.array_split(np.arange(n), workers)  # users are independent: the same slates in any split
@@ -89,6 +89,11 @@ def calibrated_rerank(
         parts = pool.map(lambda rows: _greedy_slates(relevance[rows], item_mix[rows], target[rows], k, lam, alpha),
                          blocks)
         return np.concatenate(list(parts))
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports one, e.g. Linux)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _greedy_slates(relevance: np.ndarray, item_mix: np.ndarray, target: np.ndarray, k: int, lam: float,
