@@ -35,7 +35,7 @@ from recsys_pref.models.persona import PersonaRecommender
 BASELINE_NAMES = ("popularity", "itemknn", "als", "bpr", "ease")
 TABLE_COLUMNS = ["model", "ndcg@10", "ndcg@100", "recall@20", "recall@50", "coverage@10", "fit_s",
                  "recommend_users_per_s", "params"]
-OPTIONAL_COLUMNS = ["state_bytes", "direction_cosine", "mix_tv", "mix_tv_uniform", "skipped"]
+OPTIONAL_COLUMNS = ["state_bytes", "popularity_prior", "direction_cosine", "mix_tv", "mix_tv_uniform", "skipped"]
 FIXED_SPLIT_COLUMNS = ["model", "recall@20", "ndcg@20"] + [c for c in TABLE_COLUMNS[1:] if c != "recall@20"]
 
 
@@ -91,6 +91,8 @@ def fit_and_evaluate(dataset: InteractionDataset, split: Split, name: str, param
     metrics = result.metrics | {"fit_s": fit_s, "params": model.hyperparameters()}
     if isinstance(model, PersonaRecommender):
         metrics["state_bytes"] = float(model.state_bytes)
+        if "popularity_prior" in model.training_summary:  # the eta chosen on the fit's validation users
+            metrics["popularity_prior"] = model.training_summary["popularity_prior"]
         if dataset.ground_truth is not None:
             metrics |= planted_recovery(model, split, dataset.ground_truth)
     return metrics

@@ -108,6 +108,11 @@ class PersonaConfig:
     finetune_holdout: share of each training history hidden from the solve as its targets.
     finetune_negatives: 0 for the full softmax over the catalog, else uniform negatives per batch.
 
+    Popularity prior (models.persona.popularity):
+    popularity_prior: eta >= 0, item biases b_i = eta log(1 + n_i) (n_i: training users of item
+        i; score units), or "auto" (needs finetune = "softmax"): eta chosen on the fine-tune's
+        validation users from popularity.POPULARITY_PRIORS. 0: no prior (default).
+
     State bounds (safeguards against echo chambers; models.state_bounds; all 0 = off, which
     leaves every result bit-identical), applied at fold-in toward `prior_state()`:
     state_shrinkage: s in [0, 1], each state becomes (1 - s) state + s prior.
@@ -161,6 +166,7 @@ class PersonaConfig:
     finetune_cosine: bool = False
     finetune_holdout: float = 0.2
     finetune_negatives: int = 0
+    popularity_prior: float | Literal["auto"] = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -209,6 +215,12 @@ class PersonaConfig:
             problems.append(f"finetune_holdout must be in (0, 1), got {self.finetune_holdout}")
         if self.finetune_negatives < 0:
             problems.append(f"finetune_negatives must be >= 0 (0: full softmax), got {self.finetune_negatives}")
+        if self.popularity_prior == "auto":
+            if self.finetune != "softmax" or not self.validation_share > 0:
+                problems.append("popularity_prior='auto' is chosen on the fine-tune's validation users: it needs "
+                                "finetune='softmax' and validation_share > 0 (or give eta as a number)")
+        elif isinstance(self.popularity_prior, str) or not self.popularity_prior >= 0:
+            problems.append(f"popularity_prior must be a number >= 0 or 'auto', got {self.popularity_prior!r}")
         if self.loss not in LOSSES:
             problems.append(
                 f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r} (pairwise answers: use bradley_terry_loss)"

@@ -40,6 +40,7 @@ from recsys_pref.models.persona.config import PersonaConfig
 from recsys_pref.models.persona.encoder import SCORE_BATCH, sampled_softmax_loss, split_validation_users
 from recsys_pref.models.persona.factorization import als_item_factors, taste_bases
 from recsys_pref.models.persona.inference import History, InferenceSettings, infer_states, solve_personas
+from recsys_pref.models.persona.popularity import choose_popularity_prior
 from recsys_pref.models.persona.scorer import score_from_state
 from recsys_pref.models.persona.training import (
     VALIDATION_K,
@@ -235,10 +236,14 @@ def finetuned_item_embeddings(user_items: sp.csr_matrix, config: PersonaConfig, 
     (taste_bases, or I with identity bases) give the starting rewards R0 = E0 P0^T; the
     fine-tuned R comes back as E = R P0, embeddings in the span of P0, so the caller's
     taste_bases(E, K) finds that subspace again and only re-rotates it (varimax) for readable
-    bases; with K = d every rotation leaves the exact solve's ranking unchanged."""
+    bases; with K = d every rotation leaves the exact solve's ranking unchanged. With
+    popularity_prior "auto" the summary's "popularity_prior" is the eta chosen on the same
+    validation users (models.persona.popularity)."""
     train, fold_in, targets = carve_validation(user_items, config.validation_share, config.seed)
     items = als_item_factors(train, config.embedding_dim, config.regularization, config.alpha, config.als_iterations,
                              config.seed)
     bases = np.eye(config.embedding_dim, dtype=np.float32) if config.identity_bases else taste_bases(items, config.n_bases)
     rewards, summary = finetune_rewards(train, items @ bases.T, config, settings, fold_in, targets)
+    if config.popularity_prior == "auto":  # same validation users; rotating the bases leaves rankings unchanged
+        summary |= choose_popularity_prior(rewards, train, fold_in, targets, settings, config.temperature)[1]
     return (rewards @ bases).astype(np.float32), summary

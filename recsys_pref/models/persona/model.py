@@ -1,7 +1,8 @@
 """The persona model behind the `Recommender` interface, and its presets.
 
 Fitting builds the shared side from implicit's ALS (models.persona.factorization: item
-embeddings E = ALS item factors, bias b = 0, taste bases P); a user's state is the exact
+embeddings E = ALS item factors, taste bases P; item biases b = 0, or the popularity prior
+b_i = eta log(1 + n_i) of models.persona.popularity); a user's state is the exact
 solve against that frozen side (models.persona.inference), for known and new users alike, or,
 with `inference="encoder"`, an amortized encoder's output (models.persona.encoder). With
 `finetune="softmax"` the ALS item side is then fine-tuned through the exact solve under a
@@ -25,6 +26,7 @@ from recsys_pref.models.persona.encoder import SCORE_BATCH, PersonaNetwork, trai
 from recsys_pref.models.persona.factorization import als_item_factors, taste_bases
 from recsys_pref.models.persona.finetune import finetuned_item_embeddings
 from recsys_pref.models.persona.inference import InferenceSettings, infer_states
+from recsys_pref.models.persona.popularity import popularity_bias
 from recsys_pref.models.persona.scorer import PersonaScorer, SharedSide
 from recsys_pref.models.persona.state import PersonaState
 from recsys_pref.models.state_bounds import bound_state
@@ -102,7 +104,8 @@ class PersonaRecommender(Recommender):
         else:
             items = als_item_factors(user_items, c.embedding_dim, c.regularization, c.alpha, c.als_iterations, c.seed)
         bases = np.eye(c.embedding_dim, dtype=np.float32) if c.identity_bases else taste_bases(items, c.n_bases)
-        shared = SharedSide(items, np.zeros(len(items), np.float32), bases, c.temperature)
+        eta = summary["popularity_prior"] if c.popularity_prior == "auto" else c.popularity_prior
+        shared = SharedSide(items, popularity_bias(user_items, eta), bases, c.temperature)
         self.training_summary = {"shared_s": time.perf_counter() - started} | summary
         self.network = None
         if c.inference == "encoder":
