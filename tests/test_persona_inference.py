@@ -158,6 +158,25 @@ def test_personas_split_a_history_of_two_distinct_tastes() -> None:
     np.testing.assert_allclose(np.exp(logits[0]), [0.5, 0.5], atol=1e-6)
 
 
+def test_unit_scale_makes_the_largest_persona_unit_and_keeps_directions_and_ratios() -> None:
+    history, rewards = random_history(), random_rewards()
+    plain = infer_states(history, rewards, settings(2), dtype=torch.float64)
+    unit = infer_states(history, rewards, replace(settings(2), unit_scale=True), dtype=torch.float64)
+    np.testing.assert_allclose(np.linalg.norm(unit[0], axis=2).max(axis=1), 1.0, rtol=1e-6)
+    scale = np.linalg.norm(plain[0], axis=2).max(axis=1)  # (n,)
+    np.testing.assert_allclose(unit[0] * scale[:, None, None], plain[0], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(unit[1], plain[1])
+
+
+def test_the_cosine_fine_tune_infers_unit_scaled_states_and_a_unit_prior() -> None:
+    model = make_model("persona", finetune="softmax", finetune_cosine=True, finetune_epochs=1, finetune_batch_size=32,
+                       progress=False, **SMALL).fit(random_history(n_users=60, n_items=40))
+    assert model.inference_settings.unit_scale
+    states = model.fold_in(random_history(n_users=5, n_items=40)).coefficients
+    np.testing.assert_allclose(np.linalg.norm(states, axis=2).max(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(model.prior_state().coefficients, axis=2), 1.0, rtol=1e-5)
+
+
 @pytest.mark.parametrize("n_bases", [5, 12])  # with 12 bases some histories are short enough for history space
 def test_states_do_not_depend_on_how_users_are_batched(monkeypatch: pytest.MonkeyPatch, n_bases: int) -> None:
     history, rewards = random_history(n_users=25), random_rewards(n_bases=n_bases)

@@ -13,7 +13,9 @@ so that the state inference computes ranks each user's held-out items first:
 
     with T_ft = `finetune_temperature`. `finetune_cosine` trains cosines instead: unit item
     rewards (stored unit, so the model keeps them) and the state normalised inside the loss
-    (a per-user scale, which leaves the user's ranking unchanged). `finetune_negatives > 0`
+    (a per-user scale, which leaves the user's ranking unchanged; the fitted model's inference
+    scales each user the same way, `InferenceSettings.unit_scale`, so that its item biases, the
+    popularity prior, are in the loss's cosine units). `finetune_negatives > 0`
     replaces the catalog by that many uniform negatives shared by the batch.
 
 So the gradient flows through exactly the computation fold-in performs at M = 1. With M > 1

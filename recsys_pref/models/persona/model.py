@@ -36,10 +36,11 @@ ENCODER_PREFIX = "encoder."
 
 
 def population_prior(user_items: sp.csr_matrix, rewards: np.ndarray, regularization: float, alpha: float,
-                     n_personas: int) -> PersonaState:
+                     n_personas: int, unit: bool = False) -> PersonaState:
     """The population prior: every persona is the one state that best fits all training users
     at once (the minimiser of the mean over users of the single-persona objective, itself a
-    least-squares problem), with uniform persona weights. (1, M, K) and (1, M).
+    least-squares problem), with uniform persona weights. (1, M, K) and (1, M); scaled to unit
+    length with `unit` (as InferenceSettings.unit_scale scales every user's state).
 
     The mean of the users' systems is A = G + lambda I + R^T diag((alpha s - n) / U) R and
     b = R^T (alpha s / U), with s_i the summed weight, n_i the users of item i and U users."""
@@ -49,6 +50,8 @@ def population_prior(user_items: sp.csr_matrix, rewards: np.ndarray, regularizat
     table = np.asarray(rewards, dtype=np.float64)
     lhs = table.T @ (table * (1 + (alpha * weight - users) / active)[:, None]) + regularization * np.eye(table.shape[1])
     state = np.linalg.solve(lhs, table.T @ (alpha * weight / active))  # (K,)
+    if unit:
+        state /= max(np.linalg.norm(state), 1e-12)
     coefficients = np.broadcast_to(state, (1, n_personas, len(state)))
     return PersonaState(coefficients, np.full((1, n_personas), -np.log(n_personas)))
 
@@ -88,11 +91,13 @@ class PersonaRecommender(Recommender):
 
     @property
     def inference_settings(self) -> InferenceSettings:
-        """The exact solve's settings (models.persona.inference) from this model's config."""
+        """The exact solve's settings (models.persona.inference) from this model's config: unit
+        scale for the cosine fine-tune, whose loss normalises the state."""
         c = self.config
         return InferenceSettings(c.n_personas, c.regularization * c.user_regularization_scale, c.alpha,
                                  c.em_iterations, c.responsibility_scale, c.persona_pseudocount,
-                                 initial_responsibility_scale=c.initial_responsibility_scale)
+                                 initial_responsibility_scale=c.initial_responsibility_scale,
+                                 unit_scale=c.finetune == "softmax" and c.finetune_cosine)
 
     # -- fitting and persistence ------------------------------------------------------------
     def _fit(self, user_items: sp.csr_matrix) -> None:
@@ -111,8 +116,9 @@ class PersonaRecommender(Recommender):
         if c.inference == "encoder":
             self.network, summary = train_network(user_items, c, shared)
             self.training_summary |= summary
-        prior = population_prior(user_items, shared.rewards, self.inference_settings.regularization, c.alpha,
-                                 c.n_personas)  # the same penalty as every user's solve
+        settings = self.inference_settings
+        prior = population_prior(user_items, shared.rewards, settings.regularization, c.alpha, c.n_personas,
+                                 settings.unit_scale)  # the same penalty (and scale) as every user's solve
         self._set_fitted(shared, prior)
 
     def _set_fitted(self, shared: SharedSide, prior: PersonaState) -> None:

@@ -1,11 +1,12 @@
 """The popularity prior: item biases b_i = eta log(1 + n_i) in the scorer's own units.
 
 n_i is the number of training users with a positive for item i. The scorer adds b_i to every
-user's persona rewards (s(u, i) = sum_m alpha_um(i) rho_um(i) + b_i), so a user whose state is
-weak (a short history, which the exact solve's ridge shrinks toward 0) leans on popularity most,
-and a user with a strong, specific taste hardly at all. The cosine fine-tune trains unit item
-rewards and so removes the popularity that ALS's item norms carry; on gowalla's validation users
-a prior chosen there gave it back (BENCHMARKS.md, issue 11).
+user's persona rewards (s(u, i) = sum_m alpha_um(i) rho_um(i) + b_i). With the least-squares
+states a user whose state is weak (a short history, which the exact solve's ridge shrinks
+toward 0) leans on popularity most; the cosine fine-tune's unit-scaled states make rho a
+cosine, so there the prior weighs the same against every user's taste. That fine-tune trains unit item
+rewards and so removes the popularity that ALS's item norms carry; on gowalla's validation
+users a prior chosen there gave it back (BENCHMARKS.md, issue 11).
 
 eta is a number (0 by default: no prior) or "auto": chosen on the fine-tune's validation users
 (never test users), by the NDCG@100 of the configured inference, from POPULARITY_PRIORS. The
@@ -22,8 +23,8 @@ from recsys_pref.models.persona.inference import InferenceSettings, infer_states
 from recsys_pref.models.persona.scorer import score_from_state
 from recsys_pref.models.persona.training import VALIDATION_K, VALIDATION_METRIC, ValidationNdcg
 
-#: Candidate eta for "auto" (score units, where a positive's target is 1): 0, then 0.001 to
-#: 0.128 in steps of sqrt(2), wide enough for ALS-scale states and the cosine model's small ones.
+#: Candidate eta for "auto" (score units: a positive's least-squares target is 1, a cosine is at
+#: most 1): 0, then 0.001 to 0.128 in steps of sqrt(2).
 POPULARITY_PRIORS: tuple[float, ...] = (0.0, *(round(0.001 * 2 ** (step / 2), 6) for step in range(15)))
 SCORE_ROWS = 1024  # validation users ranked at once: SCORE_ROWS x n_items floats
 
