@@ -173,8 +173,8 @@ def weighted_gram(rewards: Tensor, weights: Tensor) -> Tensor:
     """sum_i weights_mi r_i r_i^T: rewards (B, L, K), weights (B, M, L) -> (B, M, K, K).
 
     One (K, L) x (L, M K) product per user: broadcasting `rewards` over M instead would copy it
-    M times, and weighting in (L, M, K) order keeps the elementwise product contiguous (1.5x
-    faster than weighting a transposed (M, K, L) copy)."""
+    M times, and weighting in (L, M, K) order keeps the elementwise product contiguous (1.3x
+    faster than weighting a transposed (M, K, L) copy at L = 50, K = 32, M = 2, one thread)."""
     (batch, personas, length), n_bases = weights.shape, rewards.shape[2]
     weighted = (rewards[:, :, None, :] * weights.transpose(1, 2)[..., None]).reshape(batch, length, personas * n_bases)
     return (rewards.transpose(1, 2) @ weighted).view(batch, n_bases, personas, n_bases).transpose(1, 2)
