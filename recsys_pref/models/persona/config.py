@@ -105,8 +105,8 @@ class PersonaConfig:
     finetune_learning_rate: Adam's step size. finetune_batch_size: users per step.
     finetune_temperature: the softmax's temperature (score units, or cosine units).
     finetune_cosine: train cosines (unit item rewards, the state normalised in the loss); the
-        fitted model then scales every user's state at inference too (its largest persona to
-        unit length), as the loss did, so its scores are cosines (InferenceSettings.unit_scale).
+        fitted model's exact inference then scales every user's state too (its largest persona
+        to unit length), as the loss did, so its scores are cosines (InferenceSettings.unit_scale).
     finetune_holdout: share of each training history hidden from the solve as its targets.
     finetune_negatives: 0 for the full softmax over the catalog, else uniform negatives per batch.
 

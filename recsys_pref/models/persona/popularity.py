@@ -4,9 +4,9 @@ n_i is the number of training users with a positive for item i. The scorer adds 
 user's persona rewards (s(u, i) = sum_m alpha_um(i) rho_um(i) + b_i). With the least-squares
 states a user whose state is weak (a short history, which the exact solve's ridge shrinks
 toward 0) leans on popularity most; the cosine fine-tune's unit-scaled states make rho a
-cosine, so there the prior weighs the same against every user's taste. That fine-tune trains unit item
-rewards and so removes the popularity that ALS's item norms carry; on gowalla's validation
-users a prior chosen there gave it back (BENCHMARKS.md, issue 11).
+cosine, so there the prior weighs the same against every user's taste. That fine-tune trains
+unit item rewards and so removes the popularity that ALS's item norms carry; on gowalla's
+validation users a prior chosen there gave it back (BENCHMARKS.md, issue 11).
 
 eta is a number (0 by default: no prior) or "auto": chosen on the fine-tune's validation users
 (never test users), by the NDCG@100 of the configured inference, from POPULARITY_PRIORS. The
