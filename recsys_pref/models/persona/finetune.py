@@ -41,7 +41,7 @@ from recsys_pref.core.ranking import top_k
 from recsys_pref.models.persona.config import PersonaConfig
 from recsys_pref.models.persona.encoder import SCORE_BATCH, sampled_softmax_loss, split_validation_users
 from recsys_pref.models.persona.factorization import als_item_factors, taste_bases
-from recsys_pref.models.persona.inference import History, InferenceSettings, infer_states, solve_personas
+from recsys_pref.models.persona.inference import History, InferenceSettings, fold_in_scores, solve_personas
 from recsys_pref.models.persona.popularity import choose_popularity_prior
 from recsys_pref.models.persona.scorer import score_from_state
 from recsys_pref.models.persona.training import (
@@ -89,10 +89,7 @@ def validation_top_k(rewards: np.ndarray, fold_in: sp.csr_matrix, settings: Infe
                      ) -> np.ndarray:
     """Top-100 item ids (B, 100) of the configured inference (infer_states, then the scorer's
     equation) over `rewards` (n_items, K) for histories `fold_in` (B, n_items), fold-in excluded."""
-    coefficients, prior_logits = infer_states(fold_in, rewards, settings)
-    scores, _ = score_from_state(torch.from_numpy(coefficients), torch.from_numpy(prior_logits),
-                                 torch.from_numpy(rewards), torch.zeros(len(rewards)), temperature)
-    return top_k(scores.numpy(), VALIDATION_K, exclude=fold_in)[0]
+    return top_k(fold_in_scores(fold_in, rewards, settings, temperature), VALIDATION_K, exclude=fold_in)[0]
 
 
 def validation_score(rewards: np.ndarray, fold_in: sp.csr_matrix, targets: sp.csr_matrix,

@@ -83,7 +83,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from recsys_pref.models.persona.scorer import persona_rewards
+from recsys_pref.models.persona.scorer import persona_rewards, score_from_state
 
 CHUNK_CELLS = 1 << 15  # (user, history item) cells per batch: with M=4, K=64 about 32 MB of float32
 MAX_CHUNK_USERS = 4096  # users per batch, whatever their history lengths
@@ -379,6 +379,17 @@ def infer_states(user_items: sp.csr_matrix, rewards: np.ndarray, settings: Infer
         for (rows, _), (part_coefficients, part_logits) in zip(chunks, pool.map(solve, [c[1] for c in chunks])):
             coefficients[rows], prior_logits[rows] = part_coefficients.cpu().numpy(), part_logits.cpu().numpy()
     return coefficients, prior_logits
+
+
+def fold_in_scores(user_items: sp.csr_matrix, rewards: np.ndarray, settings: InferenceSettings, temperature: float
+                   ) -> np.ndarray:
+    """Scores (n, n_items) of the scorer's equation, item biases 0, for the exact states of the
+    rows of `user_items` over `rewards` (n_items, K) float32: what validation ranks while the
+    shared side is being chosen (the fine-tune's epochs, the popularity prior's eta)."""
+    coefficients, prior_logits = infer_states(user_items, rewards, settings)
+    scores, _ = score_from_state(torch.from_numpy(coefficients), torch.from_numpy(prior_logits),
+                                 torch.from_numpy(rewards), torch.zeros(len(rewards)), temperature)
+    return scores.numpy()
 
 
 def objective(coefficients: Tensor, log_weights: Tensor, rewards: Tensor, history_items: np.ndarray,

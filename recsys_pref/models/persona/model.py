@@ -26,7 +26,7 @@ from recsys_pref.models.persona.encoder import SCORE_BATCH, PersonaNetwork, trai
 from recsys_pref.models.persona.factorization import als_item_factors, taste_bases
 from recsys_pref.models.persona.finetune import finetuned_item_embeddings
 from recsys_pref.models.persona.inference import InferenceSettings, infer_states
-from recsys_pref.models.persona.popularity import popularity_bias
+from recsys_pref.models.persona.popularity import item_user_counts, popularity_bias
 from recsys_pref.models.persona.scorer import PersonaScorer, SharedSide
 from recsys_pref.models.persona.state import PersonaState
 from recsys_pref.models.state_bounds import bound_state
@@ -46,7 +46,7 @@ def population_prior(user_items: sp.csr_matrix, rewards: np.ndarray, regularizat
     b = R^T (alpha s / U), with s_i the summed weight, n_i the users of item i and U users."""
     active = max(int((np.diff(user_items.indptr) > 0).sum()), 1)
     weight = np.asarray(user_items.sum(axis=0), dtype=np.float64).ravel()  # (n_items,)
-    users = np.diff(user_items.tocsc().indptr).astype(np.float64)  # (n_items,)
+    users = item_user_counts(user_items)  # (n_items,)
     table = np.asarray(rewards, dtype=np.float64)
     lhs = table.T @ (table * (1 + (alpha * weight - users) / active)[:, None]) + regularization * np.eye(table.shape[1])
     state = np.linalg.solve(lhs, table.T @ (alpha * weight / active))  # (K,)

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from recsys_pref.core.ranking import top_k
-from recsys_pref.models.persona.inference import InferenceSettings, infer_states
-from recsys_pref.models.persona.scorer import score_from_state
+from recsys_pref.models.persona.encoder import SCORE_BATCH
+from recsys_pref.models.persona.inference import InferenceSettings, fold_in_scores
 from recsys_pref.models.persona.training import VALIDATION_K, VALIDATION_METRIC, ValidationNdcg
 
 #: Candidate eta for "auto" (score units: a positive's least-squares target is 1, a cosine is at
 #: most 1): 0, then 0.001 to 0.128 in steps of sqrt(2).
 POPULARITY_PRIORS: tuple[float, ...] = (0.0, *(round(0.001 * 2 ** (step / 2), 6) for step in range(15)))
-SCORE_ROWS = 1024  # validation users ranked at once: SCORE_ROWS x n_items floats
 
 
 def item_user_counts(user_items: sp.csr_matrix) -> np.ndarray:
@@ -55,14 +53,12 @@ def choose_popularity_prior(rewards: np.ndarray, train: sp.csr_matrix, fold_in: 
         raise ValueError("choosing the popularity prior needs validation users (validation_share > 0)")
     log_counts = np.log1p(item_user_counts(train)).astype(np.float32)  # (n_items,)
     metrics = [ValidationNdcg() for _ in POPULARITY_PRIORS]
-    for start in range(0, fold_in.shape[0], SCORE_ROWS):
-        history = fold_in[start : start + SCORE_ROWS]
-        coefficients, prior_logits = infer_states(history, rewards, settings)
-        scores, _ = score_from_state(torch.from_numpy(coefficients), torch.from_numpy(prior_logits),
-                                     torch.from_numpy(rewards), torch.zeros(len(rewards)), temperature)
+    for start in range(0, fold_in.shape[0], SCORE_BATCH):
+        history = fold_in[start : start + SCORE_BATCH]
+        scores = fold_in_scores(history, rewards, settings, temperature)  # (B, n_items)
         for eta, metric in zip(POPULARITY_PRIORS, metrics):
-            recommended, _ = top_k(scores.numpy() + eta * log_counts, VALIDATION_K, exclude=history)
-            metric.add(recommended, targets[start : start + SCORE_ROWS])
+            recommended, _ = top_k(scores + eta * log_counts, VALIDATION_K, exclude=history)
+            metric.add(recommended, targets[start : start + SCORE_BATCH])
     values = [metric.total / max(metric.users, 1) for metric in metrics]
     best = int(np.argmax(values))  # argmax takes the first maximum: the smallest eta
     return POPULARITY_PRIORS[best], {"popularity_prior": POPULARITY_PRIORS[best],
